@@ -1,0 +1,1 @@
+"""Chat adapters (Telegram, Discord) and the command-line entry point; thin layers over `core`."""

@@ -1,0 +1,1 @@
+"""The shared async core of retouch-bot: no chat library is imported anywhere in this package."""

@@ -1,0 +1,152 @@
+"""All configuration, read from the environment and `.env` by pydantic-settings.
+
+The environment names are part of the product's interface (see `.env.example`). A bad value stops
+start-up with one line naming the setting, raised as `ConfigError`.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+from core.errors import ConfigError
+
+Backend = Literal["auto", "api", "local"]
+
+_PLATFORMS = ("telegram", "discord")
+
+
+def _split_csv(value: Any) -> Any:
+    if isinstance(value, str):
+        return [item.strip() for item in value.split(",") if item.strip()]
+    return value
+
+
+class Settings(BaseSettings):
+    """Every setting of retouch-bot; field names are the environment names in lower case."""
+
+    model_config = SettingsConfigDict(
+        env_file=".env",
+        env_file_encoding="utf-8",
+        extra="ignore",
+        case_sensitive=False,
+        validate_default=True,
+    )
+
+    # --- the retouch backend ----------------------------------------------------------------
+    retouch_api_key: SecretStr = SecretStr("")
+    retouch_api_base_url: str = "https://api.xty.app/v1"
+    retouch_backend: Backend = "auto"
+    retouch_default_fidelity: float = Field(0.1, ge=0.0, le=1.0)
+    retouch_model: str = "retouch"
+    retouch_timeout_seconds: float = Field(120.0, gt=0)
+    retouch_connect_timeout_seconds: float = Field(10.0, gt=0)
+    retouch_max_retries: int = Field(3, ge=0, le=10)
+    retouch_max_result_bytes: int = Field(50_000_000, gt=0)
+
+    # --- images ---------------------------------------------------------------------------
+    image_max_input_bytes: int = Field(50_000_000, gt=0)
+    image_max_input_pixels: int = Field(100_000_000, gt=0)
+    image_max_upload_bytes: int = Field(10_000_000, gt=0)
+    image_max_pixels: int = Field(40_000_000, gt=0)
+
+    # --- the embedded engine ----------------------------------------------------------------
+    engine_threads: int = Field(0, ge=0)
+
+    # --- serve-api (the local engine as an OpenAI-compatible server) -------------------------
+    serve_api_host: str = "127.0.0.1"
+    serve_api_port: int = Field(8000, ge=0, le=65535)
+    serve_api_keys: Annotated[list[SecretStr], NoDecode] = []
+    serve_api_public_url: str = ""
+    serve_api_result_ttl_seconds: int = Field(3600, gt=0)
+    serve_api_results_dir: Path = Path("data/serve-api-results")
+    serve_api_workers: int = Field(0, ge=0)
+    serve_api_queue_size: int = Field(16, ge=1)
+    serve_api_allow_private_urls: bool = False
+
+    # --- chat platforms -------------------------------------------------------------------
+    telegram_bot_token: SecretStr = SecretStr("")
+    telegram_api_base_url: str = "https://api.telegram.org/bot"
+    telegram_file_base_url: str = "https://api.telegram.org/file/bot"
+    discord_bot_token: SecretStr = SecretStr("")
+
+    # --- storage and quotas ---------------------------------------------------------------
+    data_dir: Path = Path("data")
+    database_path: Path = Path("data/retouch.db")
+    database_url: SecretStr = SecretStr("")
+    quota_per_user_per_day: int = Field(20, ge=0)
+    admin_ids: Annotated[list[str], NoDecode] = []
+    max_concurrent_jobs: int = Field(8, ge=1)
+
+    # --- logging --------------------------------------------------------------------------
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+
+    @field_validator("serve_api_keys", mode="before")
+    @classmethod
+    def _parse_keys(cls, value: Any) -> Any:
+        return _split_csv(value)
+
+    @field_validator("admin_ids", mode="before")
+    @classmethod
+    def _parse_admins(cls, value: Any) -> Any:
+        items = _split_csv(value)
+        for item in items:
+            platform, _, user = str(item).partition(":")
+            if platform not in _PLATFORMS or not user.isdigit():
+                raise ValueError(f"{item!r} is not platform:id, e.g. telegram:123 or discord:456")
+        return items
+
+    @field_validator("retouch_api_base_url", "telegram_api_base_url", "telegram_file_base_url")
+    @classmethod
+    def _http_url(cls, value: str) -> str:
+        if not value.startswith(("http://", "https://")):
+            raise ValueError("must start with http:// or https://")
+        return value
+
+    @field_validator("log_level", mode="before")
+    @classmethod
+    def _upper(cls, value: Any) -> Any:
+        return value.upper() if isinstance(value, str) else value
+
+    @property
+    def effective_backend(self) -> Literal["api", "local"]:
+        """`auto` means the hosted API when a key is set, else the embedded engine."""
+        if self.retouch_backend == "auto":
+            return "api" if self.retouch_api_key.get_secret_value() else "local"
+        return self.retouch_backend
+
+    @property
+    def engine_thread_count(self) -> int:
+        return self.engine_threads or max(1, os.cpu_count() or 1)
+
+    @property
+    def serve_api_worker_count(self) -> int:
+        return self.serve_api_workers or max(1, os.cpu_count() or 1)
+
+
+def load_settings(**overrides: Any) -> Settings:
+    """Read the settings; a bad value raises `ConfigError` with one line naming the setting."""
+    try:
+        settings = Settings(**overrides)
+    except ValidationError as exc:
+        raise ConfigError(_describe(exc)) from None
+    if settings.retouch_backend == "api" and not settings.retouch_api_key.get_secret_value():
+        raise ConfigError("RETOUCH_API_KEY: must be set when RETOUCH_BACKEND=api")
+    return settings
+
+
+def _describe(exc: ValidationError) -> str:
+    error = exc.errors()[0]
+    field = str(error["loc"][0]) if error["loc"] else "settings"
+    message = str(error["msg"]).removeprefix("Value error, ")
+    shown = "" if field in _SECRET_FIELDS else f" (got {error.get('input')!r})"
+    return f"{field.upper()}: {message}{shown}"
+
+
+_SECRET_FIELDS = {
+    name for name, info in Settings.model_fields.items() if "SecretStr" in repr(info.annotation)
+}

@@ -1,0 +1,43 @@
+"""Fixtures shared by the whole suite: sample images made from the committed portrait."""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
+PORTRAIT_PATH = EXAMPLES / "portrait.jpg"
+
+
+@pytest.fixture(autouse=True)
+def _isolated_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """No test reads the developer's `.env` or real tokens, and data goes to a temporary folder."""
+    monkeypatch.chdir(tmp_path)
+    for name in ("RETOUCH_API_KEY", "TELEGRAM_BOT_TOKEN", "DISCORD_BOT_TOKEN", "DATABASE_URL"):
+        monkeypatch.delenv(name, raising=False)
+
+
+@pytest.fixture(scope="session")
+def portrait_bytes() -> bytes:
+    """The public-domain sample portrait (512x512 JPEG, one face)."""
+    return PORTRAIT_PATH.read_bytes()
+
+
+@pytest.fixture(scope="session")
+def portrait_rgb(portrait_bytes: bytes) -> np.ndarray:
+    with Image.open(io.BytesIO(portrait_bytes)) as image:
+        return np.asarray(image.convert("RGB"))
+
+
+@pytest.fixture(scope="session")
+def no_face_bytes() -> bytes:
+    """A smooth landscape-like gradient with no face in it, as JPEG."""
+    y, x = np.mgrid[0:240, 0:320]
+    rgb = np.stack([x * 255 // 320, y * 255 // 240, (x + y) * 255 // 560], axis=-1)
+    buffer = io.BytesIO()
+    Image.fromarray(rgb.astype(np.uint8)).save(buffer, format="JPEG", quality=90)
+    return buffer.getvalue()
