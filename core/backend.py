@@ -2,9 +2,16 @@
 
 from __future__ import annotations
 
-from typing import Protocol, runtime_checkable
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 from core.formats import PreparedImage
+
+if TYPE_CHECKING:
+    import httpx
+
+    from core.settings import Settings
 
 
 @runtime_checkable
@@ -20,3 +27,27 @@ class RetouchBackend(Protocol):
     async def aclose(self) -> None:
         """Release what the backend holds (threads, connections it owns)."""
         ...
+
+
+def create_backend(settings: Settings, client: httpx.AsyncClient) -> RetouchBackend:
+    """The hosted API when a key is configured (or `RETOUCH_BACKEND=api`), else the local engine."""
+    if settings.effective_backend == "api":
+        from core.api_backend import ApiBackend
+
+        return ApiBackend.from_settings(settings, client)
+    from core.local_backend import LocalBackend
+
+    return LocalBackend(threads=settings.engine_thread_count)
+
+
+@asynccontextmanager
+async def open_backend(settings: Settings) -> AsyncIterator[RetouchBackend]:
+    """A backend with its shared HTTP client, both closed on exit."""
+    from core.http import create_http_client
+
+    async with create_http_client(settings) as client:
+        backend = create_backend(settings, client)
+        try:
+            yield backend
+        finally:
+            await backend.aclose()

@@ -1,0 +1,105 @@
+"""The `retouch-bot` command: one entry point for the bots, the local API server and batch work."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from core.errors import ConfigError
+from core.settings import Settings, load_settings
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="retouch-bot",
+        description="Retouch portrait photos from Telegram, Discord or the command line.",
+    )
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    retouch = commands.add_parser(
+        "retouch",
+        help="retouch photo files or folders of photos",
+        description="Retouch photos through the same core path the bots use.",
+    )
+    retouch.add_argument("inputs", nargs="+", type=Path, metavar="INPUT", help="files or folders")
+    retouch.add_argument(
+        "-o",
+        "--output",
+        type=Path,
+        help="output file (one input) or folder; default: beside each input, as NAME-retouched",
+    )
+    retouch.add_argument(
+        "-f", "--fidelity", help="0..1 (lower is a stronger retouch); default from settings"
+    )
+    retouch.add_argument("--backend", choices=["auto", "api", "local"], help="override backend")
+    retouch.add_argument("-j", "--jobs", type=int, help="photos at once (default 4)")
+
+    serve = commands.add_parser(
+        "serve-api",
+        help="serve the local engine as an OpenAI-compatible retouch API",
+        description="Serve POST /v1/chat/completions like the hosted retouch API.",
+    )
+    serve.add_argument("--host", help="address to listen on (default SERVE_API_HOST)")
+    serve.add_argument("--port", type=int, help="port to listen on (default SERVE_API_PORT)")
+
+    demo = commands.add_parser(
+        "demo",
+        help="retouch the sample portrait offline and write a before/after image",
+        description="Retouch a portrait with the embedded engine; no token or key needed.",
+    )
+    demo.add_argument("input", nargs="?", type=Path, default=Path("examples/portrait.jpg"))
+    demo.add_argument("--out-dir", type=Path, default=Path("demo-output"))
+    demo.add_argument("-f", "--fidelity", default="0.1", help="0..1 (default 0.1)")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line; returns the process exit code (2 for bad input or configuration)."""
+    args = build_parser().parse_args(argv)
+    try:
+        settings = _settings_for(args)
+        return asyncio.run(_dispatch(args, settings))
+    except ConfigError as exc:
+        print(f"retouch-bot: configuration error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+def _settings_for(args: argparse.Namespace) -> Settings:
+    overrides: dict[str, object] = {}
+    if getattr(args, "backend", None):
+        overrides["retouch_backend"] = args.backend
+    if args.command == "demo":
+        overrides["retouch_backend"] = "local"
+    return load_settings(**overrides)
+
+
+async def _dispatch(args: argparse.Namespace, settings: Settings) -> int:
+    from core.logs import setup_logging
+
+    setup_logging(settings)
+    if args.command == "retouch":
+        from bots.batch import run_batch
+
+        return await run_batch(settings, args.inputs, args.output, args.fidelity, args.jobs)
+    if args.command == "serve-api":
+        from core.server import run_server
+
+        def ready(url: str) -> None:
+            print(f"serving the local retouch engine at {url}/v1 (Ctrl-C to stop)", flush=True)
+
+        await run_server(settings, host=args.host, port=args.port, ready=ready)
+        return 0
+    if args.command == "demo":
+        from bots.demo import run_demo
+
+        return await run_demo(settings, args.input, args.out_dir, args.fidelity)
+    raise AssertionError(args.command)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,96 @@
+"""Logging set-up with secret redaction: tokens and keys never reach a log line.
+
+Known secrets (from the settings) are replaced wherever they appear, and so is anything shaped like
+a Telegram bot token, a bearer credential or an `sk-` key, in messages, arguments and tracebacks.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import sys
+from collections.abc import Iterable
+from typing import TextIO
+
+from pydantic import SecretStr
+
+from core.settings import Settings
+
+REDACTED = "[REDACTED]"
+
+_PATTERNS = (
+    re.compile(r"\d{5,12}:[A-Za-z0-9_-]{30,}"),  # Telegram bot token
+    re.compile(r"(?i)(bearer\s+)[^\s'\",]+"),
+    re.compile(r"\bsk-[A-Za-z0-9_-]{8,}"),
+    re.compile(r"(?i)(postgres(?:ql)?://[^:/\s]+:)[^@\s]+(@)"),
+)
+
+
+class Redactor:
+    """Replaces secrets in text; the known ones first, then anything shaped like one."""
+
+    def __init__(self, secrets: Iterable[str] = ()) -> None:
+        self._secrets = sorted({s for s in secrets if len(s) >= 4}, key=len, reverse=True)
+
+    def __call__(self, text: str) -> str:
+        for secret in self._secrets:
+            text = text.replace(secret, REDACTED)
+        for pattern in _PATTERNS:
+            text = pattern.sub(_keep_prefix, text)
+        return text
+
+
+def _keep_prefix(match: re.Match[str]) -> str:
+    groups = [g for g in match.groups() if g is not None]
+    if len(groups) == 2:
+        return f"{groups[0]}{REDACTED}{groups[1]}"
+    return f"{groups[0]}{REDACTED}" if groups else REDACTED
+
+
+def secrets_of(settings: Settings) -> list[str]:
+    """Every secret value the settings hold."""
+    values: list[SecretStr] = [
+        settings.retouch_api_key,
+        settings.telegram_bot_token,
+        settings.discord_bot_token,
+        settings.database_url,
+        *settings.serve_api_keys,
+    ]
+    return [v.get_secret_value() for v in values if v.get_secret_value()]
+
+
+class RedactingFilter(logging.Filter):
+    """A handler filter that rewrites each record with its secrets redacted."""
+
+    def __init__(self, redactor: Redactor) -> None:
+        super().__init__()
+        self.redact = redactor
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        if record.exc_info and not record.exc_text:
+            record.exc_text = logging.Formatter().formatException(record.exc_info)
+        record.msg = self.redact(message)
+        record.args = None
+        if record.exc_text:
+            record.exc_text = self.redact(record.exc_text)
+        if record.stack_info:
+            record.stack_info = self.redact(record.stack_info)
+        return True
+
+
+def setup_logging(settings: Settings, *, stream: TextIO | None = None) -> RedactingFilter:
+    """Log to stderr in a human format, redacted, with the chatty HTTP loggers quietened."""
+    handler = logging.StreamHandler(stream or sys.stderr)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)-7s %(name)s: %(message)s"))
+    redacting = RedactingFilter(Redactor(secrets_of(settings)))
+    handler.addFilter(redacting)
+    root = logging.getLogger()
+    for old in list(root.handlers):
+        root.removeHandler(old)
+    root.addHandler(handler)
+    root.setLevel(settings.log_level)
+    # httpx logs every request URL at INFO, and Telegram URLs carry the bot token.
+    for name in ("httpx", "httpcore", "hpack"):
+        logging.getLogger(name).setLevel(logging.WARNING)
+    return redacting

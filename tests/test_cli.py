@@ -1,0 +1,108 @@
+"""The `retouch-bot` command as a user runs it: real processes, real files, the local engine."""
+
+from __future__ import annotations
+
+import io
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from PIL import Image
+
+from core.formats import sniff_format
+
+
+def run_cli(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if not k.endswith(("_TOKEN", "_API_KEY"))}
+    env["RETOUCH_BACKEND"] = "local"
+    return subprocess.run(
+        [sys.executable, "-m", "bots.cli", *args],
+        cwd=cwd,
+        env={**env, "PYTHONPATH": str(Path(__file__).resolve().parent.parent)},
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+
+
+def test_retouch_writes_a_valid_image(tmp_path: Path, portrait_bytes: bytes) -> None:
+    source = tmp_path / "me.jpg"
+    source.write_bytes(portrait_bytes)
+    done = run_cli("retouch", str(source), "--fidelity", "0.3", cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    result = (tmp_path / "me-retouched.jpg").read_bytes()
+    assert sniff_format(result) == "jpeg"
+    with Image.open(io.BytesIO(result)) as image:
+        assert image.size == (512, 512)
+    assert "me-retouched.jpg" in done.stdout and "fidelity 0.3" in done.stdout
+
+
+def test_explicit_output_file(tmp_path: Path, portrait_bytes: bytes) -> None:
+    (tmp_path / "in.jpg").write_bytes(portrait_bytes)
+    done = run_cli("retouch", "in.jpg", "-o", "out/result.jpg", cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert sniff_format((tmp_path / "out" / "result.jpg").read_bytes()) == "jpeg"
+
+
+def test_folder_keeps_going_past_a_bad_file(
+    tmp_path: Path, portrait_bytes: bytes, no_face_bytes: bytes
+) -> None:
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    (photos / "a.jpg").write_bytes(portrait_bytes)
+    (photos / "b.png").write_bytes(b"this is not an image at all")
+    (photos / "c.jpg").write_bytes(no_face_bytes)
+    (photos / "d.jpg").write_bytes(portrait_bytes)
+    done = run_cli("retouch", "photos", "-o", "out", cwd=tmp_path)
+    assert done.returncode == 2
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["a.jpg", "d.jpg"]
+    errors = [line for line in done.stderr.splitlines() if line.startswith("photos/")]
+    assert len(errors) == 2
+    assert any(line.startswith("photos/b.png: ") and "not an image" in line for line in errors)
+    assert any(line.startswith("photos/c.jpg: ") and "face" in line.lower() for line in errors)
+    assert "Traceback" not in done.stderr
+
+
+@pytest.mark.parametrize(
+    ("args", "expected"),
+    [
+        (("retouch", "missing.jpg"), "missing.jpg: no such file or folder"),
+        (("retouch", "bad.jpg"), "bad.jpg: "),
+        (("retouch", "bad.jpg", "--fidelity", "7"), "out of range"),
+    ],
+)
+def test_bad_input_is_one_line_and_exit_2(
+    tmp_path: Path, args: tuple[str, ...], expected: str
+) -> None:
+    (tmp_path / "bad.jpg").write_bytes(b"GIF89a-but-not-really")
+    done = run_cli(*args, cwd=tmp_path)
+    assert done.returncode == 2
+    assert len(done.stderr.strip().splitlines()) == 1
+    assert expected in done.stderr
+    assert "Traceback" not in done.stderr
+
+
+def test_bad_setting_is_one_line_and_exit_2(tmp_path: Path) -> None:
+    (tmp_path / ".env").write_text("MAX_CONCURRENT_JOBS=many\n")
+    done = run_cli("retouch", "x.jpg", cwd=tmp_path)
+    assert done.returncode == 2
+    assert done.stderr.strip().splitlines() == [
+        "retouch-bot: configuration error: MAX_CONCURRENT_JOBS: Input should be a valid integer,"
+        " unable to parse string as an integer (got 'many')"
+    ]
+
+
+def test_demo_writes_result_and_before_after(tmp_path: Path) -> None:
+    sample = Path(__file__).resolve().parent.parent / "examples" / "portrait.jpg"
+    done = run_cli("demo", str(sample), "--out-dir", "demo", cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    result = tmp_path / "demo" / "portrait-retouched.jpg"
+    sheet = tmp_path / "demo" / "portrait-before-after.png"
+    assert str(result) in done.stdout or "demo/portrait-retouched.jpg" in done.stdout
+    with Image.open(sheet) as image:
+        assert image.width == 1024 and image.height > 512
+    assert sniff_format(result.read_bytes()) == "jpeg"
+    assert "time:" in done.stdout

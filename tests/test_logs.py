@@ -1,0 +1,44 @@
+"""Secrets never reach a log line: known values and anything shaped like a token are redacted."""
+
+from __future__ import annotations
+
+import io
+import logging
+
+import pytest
+
+from core.logs import REDACTED, Redactor, setup_logging
+from core.settings import load_settings
+
+TOKEN = "123456789:AAHfakeTokenForTestsOnly_abcdefghijklmn"
+
+
+def test_redactor_hides_known_and_token_shaped_secrets() -> None:
+    redact = Redactor(["my-very-secret"])
+    text = (
+        f"GET https://api.telegram.org/bot{TOKEN}/getMe my-very-secret "
+        "Authorization: Bearer abc.def sk-abcdefghijklmnop postgresql://bot:pw@db/retouch"
+    )
+    out = redact(text)
+    for secret in (TOKEN, "my-very-secret", "abc.def", "sk-abcdefghijklmnop", ":pw@"):
+        assert secret not in out
+    assert out.count(REDACTED) == 5
+    assert "postgresql://bot:[REDACTED]@db/retouch" in out
+
+
+def test_setup_logging_redacts_messages_args_and_tracebacks(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("RETOUCH_API_KEY", "key-from-settings")
+    stream = io.StringIO()
+    setup_logging(load_settings(), stream=stream)
+    log = logging.getLogger("retouch.test")
+    log.warning("calling with %s", "key-from-settings")
+    try:
+        raise RuntimeError(f"failed https://api.telegram.org/bot{TOKEN}/sendPhoto")
+    except RuntimeError:
+        log.exception("upload failed")
+    output = stream.getvalue()
+    assert "key-from-settings" not in output and TOKEN not in output
+    assert output.count(REDACTED) == 2
+    assert logging.getLogger("httpx").getEffectiveLevel() == logging.WARNING
