@@ -9,13 +9,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from core.imaging import ImageLimits
 from tqdm import tqdm
 
 from core.backend import RetouchBackend, open_backend
 from core.captions import parse_fidelity
 from core.errors import RetouchError
 from core.formats import EXTENSIONS, sniff_format
+from core.imaging import ImageLimits
 from core.pipeline import retouch_photo
 from core.settings import Settings
 
@@ -83,6 +83,7 @@ def plan(inputs: list[Path], output: Path | None) -> list[Task]:
     single_file = len(sources) == 1 and output is not None and output.suffix and not output.is_dir()
     if single_file:
         assert output is not None
+        output.parent.mkdir(parents=True, exist_ok=True)
         return [Task(sources[0], output)]
     if output is not None:
         output.mkdir(parents=True, exist_ok=True)
@@ -102,7 +103,7 @@ async def _retouch_one(
         bar.write(f"{task.source}: {exc}", file=sys.stderr)
         return 2 if exc.user_fault else 1
     except OSError as exc:
-        bar.write(f"{task.source}: {exc.strerror or exc}", file=sys.stderr)
+        bar.write(f"{task.source}: {exc.filename or ''} {exc.strerror or exc}", file=sys.stderr)
         return 1
     seconds = time.perf_counter() - started
     bar.write(f"{task.source} -> {target} (fidelity {fidelity:g}, {seconds:.2f} s)")

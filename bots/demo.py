@@ -9,7 +9,6 @@ import time
 from pathlib import Path
 
 import numpy as np
-from core.imaging import ImageLimits
 from PIL import Image, ImageDraw, ImageFont, ImageOps
 
 from core.backend import open_backend
@@ -17,10 +16,11 @@ from core.captions import parse_fidelity
 from core.engine import detect_faces
 from core.errors import RetouchError
 from core.formats import EXTENSIONS, sniff_format
+from core.imaging import ImageLimits
 from core.pipeline import retouch_photo
 from core.settings import Settings
 
-ZOOM_SIDE = 384
+SHEET_SIDE = 768
 
 
 async def run_demo(settings: Settings, source: Path, out_dir: Path, fidelity_text: str) -> int:
@@ -66,7 +66,14 @@ def before_after_sheet(before: bytes, after: bytes, fidelity: float) -> Image.Im
     with Image.open(io.BytesIO(before)) as a, Image.open(io.BytesIO(after)) as b:
         left: Image.Image = _upright(a)
         right: Image.Image = b.convert("RGB").resize(left.size)
-    rows = [(left, right)]
+    scale = min(1.0, SHEET_SIDE / max(left.size))
+    small = (round(left.width * scale), round(left.height * scale))
+    rows = [
+        (
+            left.resize(small, Image.Resampling.LANCZOS),
+            right.resize(small, Image.Resampling.LANCZOS),
+        )
+    ]
     faces = detect_faces(np.asarray(left))
     if faces:
         face = max(faces, key=lambda f: f.w * f.h)
@@ -77,7 +84,7 @@ def before_after_sheet(before: bytes, after: bytes, fidelity: float) -> Image.Im
             min(left.width, face.x + face.w + pad),
             min(left.height, face.y + face.h + pad),
         )
-        zoom = (ZOOM_SIDE, ZOOM_SIDE * (box[3] - box[1]) // (box[2] - box[0]))
+        zoom = (small[0], small[0] * (box[3] - box[1]) // (box[2] - box[0]))
         crops = [im.crop(box).resize(zoom, Image.Resampling.LANCZOS) for im in (left, right)]
         rows.append((crops[0], crops[1]))
     label_h = 28
