@@ -144,3 +144,60 @@ class BusyError(BackendError):
     """The local engine's queue is full; try again shortly."""
 
     code = "busy"
+
+
+# --- admission and delivery -------------------------------------------------------------------
+
+
+class AdmissionError(RetouchError):
+    """A request turned away before it cost anything."""
+
+    code = "rejected"
+    user_fault = True
+
+
+class AccessDeniedError(AdmissionError):
+    """The user or chat is not on the configured allow-list."""
+
+    code = "access_denied"
+
+
+class TooManyInFlightError(AdmissionError):
+    """The user already has as many jobs waiting or running as allowed."""
+
+    code = "too_many_in_flight"
+
+
+class RateLimitedError(AdmissionError):
+    """The user sent more requests in the last minute than allowed."""
+
+    code = "rate_limited"
+
+
+class ShuttingDownError(AdmissionError):
+    """The service is stopping and takes no new jobs."""
+
+    code = "shutting_down"
+    user_fault = False
+
+
+class InputGoneError(RetouchError):
+    """The input of a resumed job can no longer be fetched from its platform."""
+
+    code = "input_gone"
+
+
+class DeliveryError(RetouchError):
+    """The adapter could not deliver a result; `permanent` means retrying cannot help."""
+
+    code = "delivery_failed"
+
+    def __init__(self, message: str, *, permanent: bool = False, **params: object) -> None:
+        super().__init__(message, **params)
+        self.permanent = permanent
+
+
+class CancelledJobError(RetouchError):
+    """The job was cancelled by its requester."""
+
+    code = "cancelled"

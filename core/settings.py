@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 from typing import Annotated, Any, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
@@ -81,6 +82,20 @@ class Settings(BaseSettings):
     quota_per_user_per_day: int = Field(20, ge=0)
     admin_ids: Annotated[list[str], NoDecode] = []
     max_concurrent_jobs: int = Field(8, ge=1)
+    quota_per_chat_per_day: int = Field(0, ge=0)
+    quota_timezone: str = "UTC"
+    quota_max_in_flight_per_user: int = Field(3, ge=1)
+    quota_burst_per_minute: int = Field(10, ge=0)
+
+    # --- access ---------------------------------------------------------------------------
+    access_allowed_users: Annotated[list[str], NoDecode] = []
+    access_allowed_chats: Annotated[list[str], NoDecode] = []
+
+    # --- jobs -----------------------------------------------------------------------------
+    jobs_delivery_attempts: int = Field(3, ge=1, le=20)
+    jobs_max_attempts: int = Field(3, ge=1, le=20)
+    jobs_result_max_age_hours: float = Field(24.0, gt=0)
+    jobs_shutdown_grace_seconds: float = Field(30.0, ge=0)
 
     # --- logging --------------------------------------------------------------------------
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
@@ -90,13 +105,13 @@ class Settings(BaseSettings):
     def _parse_keys(cls, value: Any) -> Any:
         return _split_csv(value)
 
-    @field_validator("admin_ids", mode="before")
+    @field_validator("admin_ids", "access_allowed_users", "access_allowed_chats", mode="before")
     @classmethod
     def _parse_admins(cls, value: Any) -> Any:
         items = _split_csv(value)
         for item in items:
             platform, _, user = str(item).partition(":")
-            if platform not in _PLATFORMS or not user.isdigit():
+            if platform not in _PLATFORMS or not user.lstrip("-").isdigit():
                 raise ValueError(f"{item!r} is not platform:id, e.g. telegram:123 or discord:456")
         return items
 
@@ -105,6 +120,15 @@ class Settings(BaseSettings):
     def _http_url(cls, value: str) -> str:
         if not value.startswith(("http://", "https://")):
             raise ValueError("must start with http:// or https://")
+        return value
+
+    @field_validator("quota_timezone")
+    @classmethod
+    def _known_zone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"unknown time zone {value!r}; use an IANA name like UTC") from None
         return value
 
     @field_validator("log_level", mode="before")
@@ -118,6 +142,11 @@ class Settings(BaseSettings):
         if self.retouch_backend == "auto":
             return "api" if self.retouch_api_key.get_secret_value() else "local"
         return self.retouch_backend
+
+    @property
+    def results_dir(self) -> Path:
+        """Where finished results wait until they are delivered."""
+        return self.data_dir / "results"
 
     @property
     def engine_thread_count(self) -> int:
