@@ -365,21 +365,24 @@ class RetouchService:
                 job_id, _ = self._queue.popitem(last=False)
             await self._announce_positions()
             local = self._local.setdefault(job_id, _Local())
-            local.task = asyncio.current_task()
+            local.task = asyncio.create_task(self._guarded(job_id, local), name=f"job-{job_id}")
             try:
-                await self._run(job_id, local)
-            except asyncio.CancelledError:
-                if self._stopping and not local.cancelled:
-                    # Shutdown: the job goes back to the store's queue for the next start.
-                    await self.store.transition(job_id, "queued", expect=_RUNNING)
-                    self._local.pop(job_id, None)
-                    raise
-                # A user's cancel: the job was settled by `cancel`; keep serving.
-                task = asyncio.current_task()
-                if task is not None:
-                    task.uncancel()
+                # wait() rather than await: stopping the worker must not cancel the job itself.
+                await asyncio.wait([local.task])
             finally:
                 local.task = None
+
+    async def _guarded(self, job_id: str, local: _Local) -> None:
+        """Run one job; a cancel by its requester or a shutdown past the deadline ends it."""
+        try:
+            await self._run(job_id, local)
+        except asyncio.CancelledError:
+            if local.cancelled:
+                return  # settled by `cancel`
+            # Shutdown: the job goes back to the store's queue for the next start.
+            await self.store.transition(job_id, "queued", expect=_RUNNING)
+            self._local.pop(job_id, None)
+            raise
 
     async def _run(self, job_id: str, local: _Local) -> None:
         job = await self.store.get_job(job_id)

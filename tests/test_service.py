@@ -1,0 +1,497 @@
+"""RetouchService: admission, the worker pool, settlement, cancel, forget, shutdown and recovery."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import sys
+import textwrap
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from core.errors import (
+    AccessDeniedError,
+    RateLimitedError,
+    ShuttingDownError,
+    TooManyInFlightError,
+)
+from core.jobs import JobState, NewJob
+from core.quota import day_key
+from core.service import RetouchService
+from core.sqlite_store import SqliteStore
+from core.store import QuotaExceededError
+from tests.service_fakes import (
+    EchoBackend,
+    FailingBackend,
+    RecordingHooks,
+    no_sleep,
+    request_for,
+    service_settings,
+)
+
+ROOT = Path(__file__).resolve().parent.parent
+NOW = 1_800_000_000.0  # 2027-01-15 08:00 UTC
+
+
+class Clock:
+    def __init__(self, now: float = NOW) -> None:
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+
+ServiceFactory = Callable[..., Any]
+
+
+@pytest.fixture
+async def make_service(tmp_path: Path) -> AsyncIterator[ServiceFactory]:
+    """Builds started services over one SQLite file; everything is shut down at the end."""
+    made: list[tuple[RetouchService, SqliteStore]] = []
+
+    async def make(
+        backend: Any = None,
+        hooks: RecordingHooks | None = None,
+        clock: Clock | None = None,
+        **overrides: Any,
+    ) -> tuple[RetouchService, RecordingHooks]:
+        settings = service_settings(tmp_path, **overrides)
+        store = await SqliteStore.open(settings.database_path, clock=clock or Clock())
+        service = RetouchService(
+            settings, store, backend or EchoBackend(), clock=clock or Clock(), sleep=no_sleep
+        )
+        hooks = hooks or RecordingHooks()
+        service.register("telegram", hooks)
+        await service.start()
+        made.append((service, store))
+        return service, hooks
+
+    yield make
+    for service, store in made:
+        await service.shutdown(grace=0)
+        await store.close()
+
+
+async def used(service: RetouchService, user: str) -> int:
+    return (await service.quota_status("telegram", user)).used
+
+
+async def test_a_job_is_delivered_and_counted(
+    make_service: ServiceFactory, portrait_bytes: bytes
+) -> None:
+    service, hooks = await make_service()
+    job, position = await service.submit(request_for("1", portrait_bytes, fidelity=0.3))
+    assert position == 1
+    await hooks.wait_for("done")
+    assert [j.id for j, _ in hooks.delivered] == [job.id]
+    assert hooks.kinds(job.id) == ["queued", "running", "delivering", "done"]
+    stored = await service.store.get_job(job.id)
+    assert stored is not None and stored.state == "done" and stored.fidelity == 0.3
+    assert await used(service, "1") == 1
+    assert list(service.results_dir.iterdir()) == []  # result deleted once delivered
+
+
+async def test_saved_default_then_configured_default(
+    make_service: ServiceFactory, portrait_bytes: bytes
+) -> None:
+    service, hooks = await make_service(retouch_default_fidelity=0.2)
+    first, _ = await service.submit(request_for("1", portrait_bytes))
+    await service.set_default_fidelity("telegram", "1", 0.6)
+    second, _ = await service.submit(request_for("1", portrait_bytes))
+    assert (first.fidelity, second.fidelity) == (0.2, 0.6)
+    await hooks.wait_for("done", 2)
+
+
+async def test_backend_failure_is_refunded(
+    make_service: ServiceFactory, portrait_bytes: bytes
+) -> None:
+    service, hooks = await make_service(backend=FailingBackend())
+    job, _ = await service.submit(request_for("1", portrait_bytes))
+    await hooks.wait_for("failed")
+    event = hooks.events[-1]
+    assert event.error is not None and event.error.code == "backend"
+    assert hooks.delivered == []
+    assert await used(service, "1") == 0
+    stored = await service.store.get_job(job.id)
+    assert stored is not None and stored.state == "failed" and stored.paid is None
+
+
+async def test_bad_image_is_answered_and_costs_nothing(
+    make_service: ServiceFactory, no_face_bytes: bytes
+) -> None:
+    from core.local_backend import LocalBackend
+
+    backend = LocalBackend(threads=1)
+    service, hooks = await make_service(backend=backend)
+    await service.submit(request_for("1", b"not an image"))
+    await service.submit(request_for("1", no_face_bytes))
+    await hooks.wait_for("failed", 2)
+    codes = sorted(e.error.code for e in hooks.events if e.error is not None)
+    assert codes == ["no_face", "not_an_image"]
+    assert await used(service, "1") == 0
+    await backend.aclose()
+
+
+async def test_delivery_failing_once_is_retried_then_committed(
+    make_service: ServiceFactory, portrait_bytes: bytes
+) -> None:
+    service, hooks = await make_service(hooks=RecordingHooks(fail_deliveries=1))
+    await service.submit(request_for("1", portrait_bytes))
+    await hooks.wait_for("done")
+    assert hooks.delivery_attempts == 2 and len(hooks.delivered) == 1
+    assert await used(service, "1") == 1
+
+
+async def test_delivery_failing_for_good_is_refunded(
+    make_service: ServiceFactory, portrait_bytes: bytes
+) -> None:
+    hooks = RecordingHooks(fail_deliveries=1, permanent_failure=True)
+    service, hooks = await make_service(hooks=hooks)
+    await service.submit(request_for("1", portrait_bytes))
+    await hooks.wait_for("failed")
+    assert hooks.delivery_attempts == 1
+    assert await used(service, "1") == 0
+    assert list(service.results_dir.iterdir()) == []
+
+
+async def test_quota_exhausted_is_rejected_with_reset_time(
+    make_service: ServiceFactory, portrait_bytes: bytes
+) -> None:
+    service, hooks = await make_service(quota_per_user_per_day=2)
+    for _ in range(2):
+        await service.submit(request_for("1", portrait_bytes))
+    with pytest.raises(QuotaExceededError) as caught:
+        await service.submit(request_for("1", portrait_bytes))
+    assert caught.value.params["resets_at"] == NOW - NOW % 86400 + 86400
+    await hooks.wait_for("done", 2)
+    status = await service.quota_status("telegram", "1")
+    assert (status.used, status.left, status.limit) == (2, 0, 2)
+    # Another user is not affected, and a grant lets this one go on.
+    await service.submit(request_for("2", portrait_bytes))
+    assert await service.grant("telegram", "1", 1) == 1
+    await service.submit(request_for("1", portrait_bytes))
+    await hooks.wait_for("done", 4)
+    assert (await service.quota_status("telegram", "1")).credits == 0
+
+
+async def test_quota_resets_at_the_day_boundary(
+    make_service: ServiceFactory, portrait_bytes: bytes
+) -> None:
+    clock = Clock(NOW)
+    service, hooks = await make_service(clock=clock, quota_per_user_per_day=1)
+    await service.submit(request_for("1", portrait_bytes))
+    with pytest.raises(QuotaExceededError):
+        await service.submit(request_for("1", portrait_bytes))
+    clock.now = NOW - NOW % 86400 + 86400  # the next UTC midnight
+    await service.submit(request_for("1", portrait_bytes))
+    await hooks.wait_for("done", 2)
+    assert await used(service, "1") == 1
+
+
+async def test_admission_limits(make_service: ServiceFactory, portrait_bytes: bytes) -> None:
+    clock = Clock()
+    backend = EchoBackend(gated=True)
+    service, hooks = await make_service(
+        backend=backend,
+        clock=clock,
+        quota_max_in_flight_per_user=2,
+        quota_burst_per_minute=3,
+        admin_ids="telegram:99",
+    )
+    await service.submit(request_for("1", portrait_bytes))
+    await service.submit(request_for("1", portrait_bytes))
+    with pytest.raises(TooManyInFlightError):
+        await service.submit(request_for("1", portrait_bytes))
+    backend.gate.set()
+    await hooks.wait_for("done", 2)
+    await service.submit(request_for("1", portrait_bytes))
+    with pytest.raises(RateLimitedError) as caught:  # 3 in the last minute
+        await service.submit(request_for("1", portrait_bytes))
+    assert caught.value.params["retry_after"] == 60
+    clock.now += 61
+    await service.submit(request_for("1", portrait_bytes))
+    for _ in range(5):  # admins are not limited
+        await service.submit(request_for("99", portrait_bytes))
+    await hooks.wait_for("done", 9)
+    assert await used(service, "1") == 4
+
+
+async def test_allow_lists(make_service: ServiceFactory, portrait_bytes: bytes) -> None:
+    service, hooks = await make_service(
+        access_allowed_users="telegram:1", access_allowed_chats="telegram:-100"
+    )
+    await service.submit(request_for("1", portrait_bytes))
+    await service.submit(request_for("2", portrait_bytes, chat="-100", is_group=True))
+    with pytest.raises(AccessDeniedError):
+        await service.submit(request_for("3", portrait_bytes))
+    await hooks.wait_for("done", 2)
+
+
+async def test_jobs_run_concurrently_up_to_the_limit(
+    make_service: ServiceFactory, portrait_bytes: bytes
+) -> None:
+    backend = EchoBackend(gated=True)
+    service, hooks = await make_service(backend=backend, max_concurrent_jobs=20)
+    for user in range(20):
+        await service.submit(request_for(str(user), portrait_bytes))
+    await backend.wait_started(20)  # all twenty are in the backend at once
+    assert service.running_count == 20
+    backend.gate.set()
+    await hooks.wait_for("done", 20)
+
+
+async def test_queue_positions_and_one_slow_user_does_not_block(
+    make_service: ServiceFactory, portrait_bytes: bytes
+) -> None:
+    backend = EchoBackend(gated=True)
+    service, hooks = await make_service(backend=backend, max_concurrent_jobs=2)
+    for user in ("a", "b"):
+        await service.submit(request_for(user, portrait_bytes))
+    await backend.wait_started(2)
+    positions = [(await service.submit(request_for(u, portrait_bytes)))[1] for u in "cde"]
+    assert positions == [1, 2, 3]
+    assert service.queue_depth == 3 and service.running_count == 2
+    assert service.position(hooks.events[-1].job.id) == 3
+    backend.gate.set()
+    await hooks.wait_for("done", 5)
+    # The waiting jobs heard their new place when the queue moved.
+    last = hooks.events[-1].job.id
+    heard = [e.position for e in hooks.events if e.kind == "queued" and e.job.id != last]
+    assert 1 in heard
+
+
+async def test_cancel_while_queued(make_service: ServiceFactory, portrait_bytes: bytes) -> None:
+    backend = EchoBackend(gated=True)
+    service, hooks = await make_service(backend=backend, max_concurrent_jobs=1)
+    await service.submit(request_for("1", portrait_bytes))
+    await backend.wait_started(1)
+    waiting, position = await service.submit(request_for("2", portrait_bytes))
+    assert position == 1  # next in line
+    assert not await service.cancel(waiting.id, "telegram", "1")  # not the requester's job
+    assert await service.cancel(waiting.id, "telegram", "2")
+    assert not await service.cancel(waiting.id, "telegram", "2")  # only once
+    backend.gate.set()
+    await hooks.wait_for("done")
+    assert [j.user_id for j, _ in hooks.delivered] == ["1"]
+    assert await used(service, "2") == 0
+    assert hooks.kinds(waiting.id) == ["queued", "cancelled"]
+    assert backend.started == 1
+
+
+async def test_cancel_while_running_discards_the_result(
+    make_service: ServiceFactory, portrait_bytes: bytes
+) -> None:
+    backend = EchoBackend(gated=True)
+    service, hooks = await make_service(backend=backend)
+    job, _ = await service.submit(request_for("1", portrait_bytes))
+    await backend.wait_started(1)
+    assert await service.cancel(job.id, "telegram", "1")
+    backend.gate.set()
+    await hooks.wait_for("cancelled")
+    # The worker is free again and serves the next job.
+    await service.submit(request_for("2", portrait_bytes))
+    await hooks.wait_for("done")
+    assert [j.user_id for j, _ in hooks.delivered] == ["2"]
+    assert await used(service, "1") == 0
+    stored = await service.store.get_job(job.id)
+    assert stored is not None and stored.state == "cancelled"
+
+
+async def test_forget_leaves_only_todays_counter(
+    make_service: ServiceFactory, portrait_bytes: bytes
+) -> None:
+    service, hooks = await make_service()
+    await service.set_default_fidelity("telegram", "1", 0.4)
+    for _ in range(2):
+        await service.submit(request_for("1", portrait_bytes))
+    await service.submit(request_for("2", portrait_bytes))
+    await hooks.wait_for("done", 3)
+    assert await service.forget("telegram", "1") == 2
+    assert await service.store.recent_jobs(user=("telegram", "1")) == []
+    assert (await service.user_settings("telegram", "1")).default_fidelity is None
+    assert await used(service, "1") == 2  # forgetting is not a quota reset
+    assert len(await service.store.recent_jobs(user=("telegram", "2"))) == 1
+    assert list(service.results_dir.iterdir()) == []
+
+
+async def test_shutdown_lets_running_jobs_finish_and_keeps_the_queue(
+    tmp_path: Path, portrait_bytes: bytes
+) -> None:
+    settings = service_settings(tmp_path, max_concurrent_jobs=1)
+    store = await SqliteStore.open(settings.database_path)
+    backend = EchoBackend(gated=True)
+    service = RetouchService(settings, store, backend, sleep=no_sleep)
+    hooks = RecordingHooks(inputs={"file-of-2": portrait_bytes})
+    service.register("telegram", hooks)
+    await service.start()
+    running, _ = await service.submit(request_for("1", portrait_bytes))
+    waiting, _ = await service.submit(request_for("2", portrait_bytes))
+    await backend.wait_started(1)
+    stopping = asyncio.create_task(service.shutdown(grace=30))
+    await asyncio.sleep(0)
+    with pytest.raises(ShuttingDownError):
+        await service.submit(request_for("3", portrait_bytes))
+    backend.gate.set()
+    await stopping
+    assert [j.id for j, _ in hooks.delivered] == [running.id]
+    left = await store.get_job(waiting.id)
+    assert left is not None and left.state == "queued"
+
+    # The next start resumes it, fetching the input again through the adapter.
+    service = RetouchService(settings, store, EchoBackend(), sleep=no_sleep)
+    service.register("telegram", hooks)
+    await service.start()
+    await hooks.wait_for("done", 2)
+    assert [j.id for j, _ in hooks.delivered] == [running.id, waiting.id]
+    assert await used(service, "2") == 1
+    await service.shutdown()
+    await store.close()
+
+
+async def test_shutdown_deadline_requeues_a_running_job(
+    tmp_path: Path, portrait_bytes: bytes
+) -> None:
+    settings = service_settings(tmp_path)
+    store = await SqliteStore.open(settings.database_path)
+    backend = EchoBackend(gated=True)
+    service = RetouchService(settings, store, backend, sleep=no_sleep)
+    service.register("telegram", RecordingHooks())
+    await service.start()
+    job, _ = await service.submit(request_for("1", portrait_bytes))
+    await backend.wait_started(1)
+    await service.shutdown(grace=0)
+    stored = await store.get_job(job.id)
+    assert stored is not None and stored.state == "queued" and stored.paid == "daily"
+    await store.close()
+
+
+async def test_recovery_redelivers_a_stored_result_and_fails_lost_inputs(
+    tmp_path: Path, portrait_bytes: bytes
+) -> None:
+    settings = service_settings(tmp_path)
+    store = await SqliteStore.open(settings.database_path, clock=Clock())
+    # What a crash leaves: one job with its result stored, one whose input is gone.
+    stored = await store.reserve(
+        request_as_new_job("1"), day=day_key(NOW), user_limit=5, chat_limit=None
+    )
+    queued: tuple[JobState, ...] = ("queued",)
+    running: tuple[JobState, ...] = ("running",)
+    await store.transition(stored.id, "running", expect=queued, attempts=1)
+    settings.results_dir.mkdir(parents=True)
+    result = settings.results_dir / f"{stored.id}.jpg"
+    result.write_bytes(portrait_bytes)
+    await store.transition(stored.id, "delivering", expect=running, result_path=str(result))
+    orphan = await store.reserve(
+        request_as_new_job("2"), day=day_key(NOW), user_limit=5, chat_limit=None
+    )
+
+    hooks = RecordingHooks()
+    service = RetouchService(settings, store, EchoBackend(), clock=Clock(), sleep=no_sleep)
+    service.register("telegram", hooks)
+    await service.start()
+    await hooks.wait_for("done")
+    await hooks.wait_for("failed")
+    assert [(j.id, data) for j, data in hooks.delivered] == [(stored.id, portrait_bytes)]
+    failed = [e for e in hooks.events if e.kind == "failed"]
+    assert failed[0].job.id == orphan.id and failed[0].error is not None
+    assert failed[0].error.code == "input_gone"
+    assert await used(service, "1") == 1 and await used(service, "2") == 0
+    assert not result.exists()
+    await service.shutdown()
+    await store.close()
+
+
+def request_as_new_job(user: str) -> NewJob:
+    return NewJob(
+        platform="telegram",
+        user_id=user,
+        chat_id=user,
+        reply_target={"chat_id": user},
+        input_ref={"file_id": f"file-of-{user}"},
+        fidelity=0.1,
+    )
+
+
+CHILD = textwrap.dedent(
+    """
+    import asyncio, sys
+    from pathlib import Path
+    from core.service import RetouchService
+    from core.sqlite_store import SqliteStore
+    from tests.service_fakes import EchoBackend, RecordingHooks, request_for, service_settings
+
+    async def main():
+        settings = service_settings(Path(sys.argv[1]))
+        store = await SqliteStore.open(settings.database_path)
+        backend = EchoBackend(gated=True)  # never released: the job is mid-flight when killed
+        service = RetouchService(settings, store, backend)
+        service.register("telegram", RecordingHooks())
+        await service.start()
+        job, _ = await service.submit(request_for("7", Path(sys.argv[2]).read_bytes()))
+        await backend.wait_started(1)
+        print(job.id, flush=True)
+        await asyncio.Event().wait()
+
+    asyncio.run(main())
+    """
+)
+
+
+async def test_sigkill_mid_job_is_resumed_and_delivered_once(
+    tmp_path: Path, portrait_bytes: bytes
+) -> None:
+    photo = tmp_path / "photo.jpg"
+    photo.write_bytes(portrait_bytes)
+    child = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-c",
+        CHILD,
+        str(tmp_path),
+        str(photo),
+        cwd=tmp_path,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+        stdout=asyncio.subprocess.PIPE,
+    )
+    assert child.stdout is not None
+    async with asyncio.timeout(60):
+        job_id = (await child.stdout.readline()).decode().strip()
+        child.send_signal(signal.SIGKILL)
+        await child.wait()
+    assert child.returncode == -signal.SIGKILL and job_id
+
+    settings = service_settings(tmp_path)
+    store = await SqliteStore.open(settings.database_path)
+    left = await store.get_job(job_id)
+    assert left is not None and left.state == "running"
+    hooks = RecordingHooks(inputs={"file-of-7": portrait_bytes})
+    service = RetouchService(settings, store, EchoBackend(), sleep=no_sleep)
+    service.register("telegram", hooks)
+    await service.start()
+    await hooks.wait_for("done")
+    assert [j.id for j, _ in hooks.delivered] == [job_id]
+    assert await used(service, "7") == 1
+    await service.shutdown()
+    # A second restart finds nothing left to do.
+    service = RetouchService(settings, store, EchoBackend(), sleep=no_sleep)
+    service.register("telegram", hooks)
+    await service.start()
+    assert await store.unfinished_jobs() == []
+    await service.shutdown()
+    assert len(hooks.delivered) == 1
+    await store.close()
+
+
+async def test_old_results_are_swept(make_service: ServiceFactory, tmp_path: Path) -> None:
+    service, _ = await make_service()
+    stale = service.results_dir / "stale.jpg"
+    fresh = service.results_dir / "fresh.jpg"
+    stale.write_bytes(b"x")
+    fresh.write_bytes(b"x")
+    os.utime(stale, (NOW - 2 * 86400, NOW - 2 * 86400))
+    os.utime(fresh, (NOW - 60, NOW - 60))
+    assert await service.sweep_results() == 1
+    assert sorted(p.name for p in service.results_dir.iterdir()) == ["fresh.jpg"]
