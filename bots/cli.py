@@ -53,6 +53,17 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("input", nargs="?", type=Path, default=Path("examples/portrait.jpg"))
     demo.add_argument("--out-dir", type=Path, default=Path("demo-output"))
     demo.add_argument("-f", "--fidelity", default="0.1", help="0..1 (default 0.1)")
+    quota = commands.add_parser("quota", help="show or grant a user's quota")
+    quota_commands = quota.add_subparsers(dest="quota_command", required=True, metavar="ACTION")
+    show = quota_commands.add_parser("show", help="used, left, credits and reset time today")
+    show.add_argument("user", metavar="USER", help="telegram:123 or discord:456")
+    grant = quota_commands.add_parser("grant", help="add extra credits (negative takes back)")
+    grant.add_argument("user", metavar="USER", help="telegram:123 or discord:456")
+    grant.add_argument("credits", type=int, metavar="N")
+
+    jobs = commands.add_parser("jobs", help="recent jobs and their states")
+    jobs.add_argument("-n", "--limit", type=int, default=20, help="how many (default 20)")
+    jobs.add_argument("--user", help="only this user (telegram:123)")
     return parser
 
 
@@ -98,6 +109,16 @@ async def _dispatch(args: argparse.Namespace, settings: Settings) -> int:
         from bots.demo import run_demo
 
         return await run_demo(settings, args.input, args.out_dir, args.fidelity)
+    if args.command == "quota":
+        from bots.admin import quota_grant, quota_show
+
+        if args.quota_command == "show":
+            return await quota_show(settings, args.user)
+        return await quota_grant(settings, args.user, args.credits)
+    if args.command == "jobs":
+        from bots.admin import list_jobs
+
+        return await list_jobs(settings, args.limit, args.user)
     raise AssertionError(args.command)
 
 

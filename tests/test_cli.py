@@ -106,3 +106,45 @@ def test_demo_writes_result_and_before_after(tmp_path: Path) -> None:
         assert image.width == 1024 and image.height > 512
     assert sniff_format(result.read_bytes()) == "jpeg"
     assert "time:" in done.stdout
+
+
+def test_quota_grant_show_and_jobs(tmp_path: Path) -> None:
+    granted = run_cli("quota", "grant", "telegram:42", "3", cwd=tmp_path)
+    assert granted.returncode == 0, granted.stderr
+    assert granted.stdout.strip() == "telegram:42 now has 3 extra credits"
+    shown = run_cli("quota", "show", "telegram:42", cwd=tmp_path)
+    assert "used:     0 of 20 today" in shown.stdout
+    assert "credits:  3" in shown.stdout and "resets:" in shown.stdout
+    assert run_cli("jobs", cwd=tmp_path).stdout.strip() == "no jobs"
+
+
+def test_jobs_lists_stored_jobs(tmp_path: Path) -> None:
+    import asyncio
+
+    from core.jobs import NewJob
+    from core.sqlite_store import SqliteStore
+
+    async def add_job() -> str:
+        store = await SqliteStore.open(tmp_path / "data" / "retouch.db")
+        job = await store.reserve(
+            NewJob("discord", "7", "c1", {}, {"url": "x"}, 0.3),
+            day="2026-11-27",
+            user_limit=5,
+            chat_limit=None,
+        )
+        await store.close()
+        return job.id
+
+    job_id = asyncio.run(add_job())
+    listed = run_cli("jobs", "--user", "discord:7", cwd=tmp_path)
+    assert listed.returncode == 0, listed.stderr
+    line = listed.stdout.splitlines()[1]
+    assert line.startswith(job_id) and "queued" in line and "discord:7" in line
+
+
+def test_bad_user_argument(tmp_path: Path) -> None:
+    done = run_cli("quota", "show", "tg:1", cwd=tmp_path)
+    assert done.returncode == 2
+    assert done.stderr.strip() == (
+        "retouch-bot: 'tg:1' is not a user; write it as telegram:123 or discord:456"
+    )

@@ -1,0 +1,102 @@
+"""Operator commands on the store: `quota show`, `quota grant` and `jobs`."""
+
+from __future__ import annotations
+
+import sys
+import time
+from datetime import UTC, datetime
+
+from core.jobs import PLATFORMS
+from core.quota import QuotaPolicy
+from core.settings import Settings
+from core.store import open_store
+
+
+class UserArgError(ValueError):
+    """A USER argument that is not `platform:id`."""
+
+
+def parse_user(text: str) -> tuple[str, str]:
+    """`telegram:123` -> ("telegram", "123")."""
+    platform, _, user_id = text.partition(":")
+    if platform not in PLATFORMS or not user_id:
+        raise UserArgError(f"{text!r} is not a user; write it as telegram:123 or discord:456")
+    return platform, user_id
+
+
+def _when(ts: float) -> str:
+    return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%d %H:%M UTC")
+
+
+def _policy(settings: Settings) -> QuotaPolicy:
+    return QuotaPolicy(
+        settings.quota_per_user_per_day,
+        settings.quota_per_chat_per_day,
+        settings.admin_ids,
+        settings.quota_timezone,
+    )
+
+
+async def quota_show(settings: Settings, user: str) -> int:
+    """Print used, left, credits and the reset time of one user's quota today."""
+    try:
+        platform, user_id = parse_user(user)
+    except UserArgError as exc:
+        print(f"retouch-bot: {exc}", file=sys.stderr)
+        return 2
+    policy = _policy(settings)
+    now = time.time()
+    store = await open_store(settings)
+    try:
+        usage = await store.usage(platform, user_id, policy.day_key(now))
+    finally:
+        await store.close()
+    status = policy.status(usage, now, platform=platform, user_id=user_id)
+    limit = "unlimited" if status.limit is None else str(status.limit)
+    left = "unlimited" if status.left is None else str(status.left)
+    print(f"user:     {platform}:{user_id}")
+    print(f"used:     {status.used} of {limit} today")
+    print(f"left:     {left}")
+    print(f"credits:  {status.credits} (granted, spent after the daily allowance)")
+    print(f"resets:   {_when(status.resets_at)}")
+    return 0
+
+
+async def quota_grant(settings: Settings, user: str, credits: int) -> int:
+    """Add (or with a negative number take back) extra credits for one user."""
+    try:
+        platform, user_id = parse_user(user)
+    except UserArgError as exc:
+        print(f"retouch-bot: {exc}", file=sys.stderr)
+        return 2
+    store = await open_store(settings)
+    try:
+        balance = await store.grant(platform, user_id, credits)
+    finally:
+        await store.close()
+    print(f"{platform}:{user_id} now has {balance} extra credits")
+    return 0
+
+
+async def list_jobs(settings: Settings, limit: int, user: str | None) -> int:
+    """Print the newest jobs, one line each."""
+    try:
+        who = parse_user(user) if user else None
+    except UserArgError as exc:
+        print(f"retouch-bot: {exc}", file=sys.stderr)
+        return 2
+    store = await open_store(settings)
+    try:
+        jobs = await store.recent_jobs(limit, user=who)
+    finally:
+        await store.close()
+    if not jobs:
+        print("no jobs")
+        return 0
+    print(f"{'job':32}  {'state':10}  {'user':22}  {'fidelity':8}  {'updated':20}  error")
+    for job in jobs:
+        print(
+            f"{job.id:32}  {job.state:10}  {job.platform + ':' + job.user_id:22}  "
+            f"{job.fidelity:<8g}  {_when(job.updated_at):20}  {job.error_code or ''}"
+        )
+    return 0
