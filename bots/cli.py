@@ -53,6 +53,12 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("input", nargs="?", type=Path, default=Path("examples/portrait.jpg"))
     demo.add_argument("--out-dir", type=Path, default=Path("demo-output"))
     demo.add_argument("-f", "--fidelity", default="0.1", help="0..1 (default 0.1)")
+    commands.add_parser(
+        "telegram",
+        help="run the Telegram bot (long polling) with TELEGRAM_BOT_TOKEN",
+        description="Run the Telegram bot until SIGINT or SIGTERM.",
+    )
+
     quota = commands.add_parser("quota", help="show or grant a user's quota")
     quota_commands = quota.add_subparsers(dest="quota_command", required=True, metavar="ACTION")
     show = quota_commands.add_parser("show", help="used, left, credits and reset time today")
@@ -109,6 +115,11 @@ async def _dispatch(args: argparse.Namespace, settings: Settings) -> int:
         from bots.demo import run_demo
 
         return await run_demo(settings, args.input, args.out_dir, args.fidelity)
+    if args.command == "telegram":
+        from bots.telegram.run import run_telegram
+
+        await run_telegram(settings)
+        return 0
     if args.command == "quota":
         from bots.admin import quota_grant, quota_show
 

@@ -50,9 +50,19 @@ def parse_caption(text: str | None, *, bot_username: str | None = None) -> Capti
     """Parse `text`; `bot_username` (without `@`) tells mentions of this bot from others."""
     if not text:
         return Caption()
+    address, rest = _address(text, bot_username)
+    fidelity = _find_fidelity(rest, leading_number=address.command)
+    return Caption(fidelity, address.command, address.mentioned, address.other_bot)
+
+
+def addressing(text: str | None, *, bot_username: str | None = None) -> Caption:
+    """Only whom `text` addresses (never raises): for deciding whether a group message is ours."""
+    return _address(text, bot_username)[0] if text else Caption()
+
+
+def _address(text: str, bot_username: str | None) -> tuple[Caption, str]:
     text = unicodedata.normalize("NFKC", text).strip()
     me = (bot_username or "").lstrip("@").casefold()
-
     command = other_bot = False
     match = _COMMAND.match(text)
     if match and match["name"].casefold() == COMMAND:
@@ -64,13 +74,7 @@ def parse_caption(text: str | None, *, bot_username: str | None = None) -> Capti
         text = text[match.end() :]
     mentioned = bool(me) and any(m["bot"].casefold() == me for m in _MENTION.finditer(text))
     rest = _MENTION.sub(" ", text).strip()
-
-    return Caption(
-        fidelity=_find_fidelity(rest, leading_number=command),
-        command=command,
-        mentioned=mentioned,
-        other_bot=other_bot,
-    )
+    return Caption(None, command, mentioned, other_bot), rest
 
 
 def parse_fidelity(text: str) -> float:

@@ -73,6 +73,10 @@ class Settings(BaseSettings):
     telegram_bot_token: SecretStr = SecretStr("")
     telegram_api_base_url: str = "https://api.telegram.org/bot"
     telegram_file_base_url: str = "https://api.telegram.org/file/bot"
+    telegram_send_file_too: bool = False
+    telegram_all_photos_chats: Annotated[list[int], NoDecode] = []
+    telegram_album_wait_seconds: float = Field(1.0, ge=0, le=30)
+    telegram_status_edit_interval_seconds: float = Field(3.0, ge=0, le=60)
     discord_bot_token: SecretStr = SecretStr("")
 
     # --- storage and quotas ---------------------------------------------------------------
@@ -99,6 +103,11 @@ class Settings(BaseSettings):
 
     # --- logging --------------------------------------------------------------------------
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+
+    @field_validator("telegram_all_photos_chats", mode="before")
+    @classmethod
+    def _parse_chats(cls, value: Any) -> Any:
+        return _split_csv(value)
 
     @field_validator("serve_api_keys", mode="before")
     @classmethod
