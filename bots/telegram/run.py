@@ -12,6 +12,7 @@ from telegram.ext import Application, ApplicationBuilder
 from bots.telegram.adapter import TelegramBot
 from core.backend import open_backend
 from core.errors import ConfigError
+from core.http import quiet_http_loggers
 from core.service import RetouchService
 from core.settings import Settings
 from core.store import open_store
@@ -60,6 +61,7 @@ def stop_on_signals(stop: asyncio.Event) -> None:
 
 async def run_telegram(settings: Settings, stop: asyncio.Event | None = None) -> None:
     """Run until `stop` is set (or a signal arrives); jobs left unfinished resume next time."""
+    quiet_http_loggers()  # httpx logs request URLs, and Bot API URLs carry the token
     app = build_application(settings)
     if stop is None:
         stop = asyncio.Event()
