@@ -110,6 +110,11 @@ class Harness:
         self._raise_if_died()
         return results()
 
+    async def settled(self, chat: int) -> None:
+        """Wait until every status reply in `chat` is gone: its jobs are done and committed."""
+        status = [m for m in self.tg.sent_to(chat) if m.kind == "text"]
+        await self.tg.wait_until(lambda: all(m.deleted for m in status))
+
     def texts(self, chat: int) -> list[str]:
         return [m.text for m in self.tg.sent_to(chat) if m.text is not None]
 
@@ -258,6 +263,7 @@ async def test_redo_works_after_a_restart(bot: Harness, portrait_bytes: bytes) -
     await bot.start()
     bot.tg.send_photo(ALICE.id, ALICE, portrait_bytes)
     [result] = await bot.result_for(ALICE.id)
+    await bot.settled(ALICE.id)
     await bot.restart()
     bot.tg.press_button(ALICE.id, ALICE, result.message_id, result.callback_data[2])
     await bot.result_for(ALICE.id, 2)
