@@ -58,6 +58,17 @@ def build_parser() -> argparse.ArgumentParser:
         help="run the Telegram bot (long polling) with TELEGRAM_BOT_TOKEN",
         description="Run the Telegram bot until SIGINT or SIGTERM.",
     )
+    commands.add_parser(
+        "discord",
+        help="run the Discord bot (gateway) with DISCORD_BOT_TOKEN",
+        description="Run the Discord bot until SIGINT or SIGTERM.",
+    )
+
+    commands.add_parser(
+        "doctor",
+        help="check the configuration, database, upstream and bot tokens",
+        description="One line per check with a verdict and the fix; exit 1 if any failed.",
+    )
 
     quota = commands.add_parser("quota", help="show or grant a user's quota")
     quota_commands = quota.add_subparsers(dest="quota_command", required=True, metavar="ACTION")
@@ -120,6 +131,15 @@ async def _dispatch(args: argparse.Namespace, settings: Settings) -> int:
 
         await run_telegram(settings)
         return 0
+    if args.command == "discord":
+        from bots.discord.run import run_discord
+
+        await run_discord(settings)
+        return 0
+    if args.command == "doctor":
+        from bots.doctor import run_doctor
+
+        return await run_doctor(settings)
     if args.command == "quota":
         from bots.admin import quota_grant, quota_show
 

@@ -1,0 +1,240 @@
+"""`retouch-bot doctor`: check the configuration, store, upstream and bot tokens, one line each.
+
+Every check says ok, FAIL (with the fix) or skip; the exit code is 1 when anything failed. The
+upstream is probed with a request that carries no image, which the retouch API answers with its
+"needs an image" error at no cost: that proves it is reachable and accepts the key.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Literal
+
+import httpx
+
+from core.errors import ConfigError, RetouchError
+from core.http import create_http_client, url_origin
+from core.settings import Settings, load_settings
+
+Verdict = Literal["ok", "FAIL", "skip"]
+PROBE_TIMEOUT = 15.0
+
+
+@dataclass(frozen=True)
+class Check:
+    name: str
+    verdict: Verdict
+    detail: str
+    fix: str = ""
+
+    def line(self) -> str:
+        tail = f" — fix: {self.fix}" if self.fix and self.verdict == "FAIL" else ""
+        return f"[{self.verdict:^4}] {self.name}: {self.detail}{tail}"
+
+
+async def run_doctor(
+    settings: Settings | None = None, *, out: Callable[[str], None] = print
+) -> int:
+    """Run every check, print one line each; 0 when nothing failed, else 1 (2: bad settings)."""
+    try:
+        settings = settings or load_settings()
+    except ConfigError as exc:
+        out(
+            Check("configuration", "FAIL", str(exc), "correct it in .env or the environment").line()
+        )
+        return 2
+    bots = [
+        name
+        for name, token in (
+            ("telegram", settings.telegram_bot_token),
+            ("discord", settings.discord_bot_token),
+        )
+        if token.get_secret_value()
+    ]
+    out(
+        Check(
+            "configuration",
+            "ok",
+            f"backend {settings.effective_backend}, bots: {', '.join(bots) or 'none configured'}",
+        ).line()
+    )
+    failed = False
+    async with create_http_client(settings) as client:
+        probes: list[Callable[[], Awaitable[Check]]] = [
+            lambda: check_store(settings),
+            lambda: check_backend(settings, client),
+            lambda: check_telegram(settings, client),
+            lambda: check_discord(settings, client),
+        ]
+        for probe in probes:
+            check = await probe()
+            failed |= check.verdict == "FAIL"
+            out(check.line())
+    return 1 if failed else 0
+
+
+async def check_store(settings: Settings) -> Check:
+    from core.store import open_store
+
+    where = (
+        "PostgreSQL (DATABASE_URL)"
+        if settings.database_url.get_secret_value()
+        else str(settings.database_path)
+    )
+    try:
+        store = await open_store(settings)
+    except (OSError, RetouchError) as exc:
+        return Check(
+            "database", "FAIL", f"{where}: {exc}", "make DATA_DIR writable or fix DATABASE_URL"
+        )
+    except Exception as exc:  # driver errors of either store
+        return Check(
+            "database",
+            "FAIL",
+            f"{where}: {type(exc).__name__}: {exc}",
+            "fix DATABASE_PATH / DATABASE_URL",
+        )
+    try:
+        version = getattr(store, "schema_version", None)
+        shown = f", schema version {await version()}" if version else ""
+    finally:
+        await store.close()
+    return Check("database", "ok", f"{where} is writable{shown}")
+
+
+async def check_backend(settings: Settings, client: httpx.AsyncClient) -> Check:
+    if settings.effective_backend == "local":
+        return _check_engine()
+    base = settings.retouch_api_base_url.rstrip("/")
+    origin = url_origin(base)
+    body = {
+        "model": settings.retouch_model,
+        "messages": [{"role": "user", "content": [{"type": "text", "text": "doctor"}]}],
+    }
+    headers = {"Authorization": f"Bearer {settings.retouch_api_key.get_secret_value()}"}
+    try:
+        response = await client.post(
+            f"{base}/chat/completions", json=body, headers=headers, timeout=PROBE_TIMEOUT
+        )
+    except httpx.TimeoutException:
+        return Check(
+            "upstream",
+            "FAIL",
+            f"{origin} did not answer in {PROBE_TIMEOUT:g} s",
+            "check RETOUCH_API_BASE_URL and the network",
+        )
+    except httpx.HTTPError as exc:
+        return Check(
+            "upstream",
+            "FAIL",
+            f"{origin} is unreachable ({type(exc).__name__})",
+            "check RETOUCH_API_BASE_URL and the network",
+        )
+    status = response.status_code
+    if status in (401, 403):
+        return Check(
+            "upstream",
+            "FAIL",
+            f"{origin} rejected the key (HTTP {status})",
+            "check RETOUCH_API_KEY",
+        )
+    if status == 400 or status < 300:
+        return Check("upstream", "ok", f"{origin} is reachable and accepts the key")
+    if status == 404:
+        return Check(
+            "upstream",
+            "FAIL",
+            f"{origin} has no /chat/completions (HTTP 404)",
+            "RETOUCH_API_BASE_URL should end in /v1",
+        )
+    return Check(
+        "upstream",
+        "FAIL",
+        f"{origin} answered HTTP {status}",
+        "the upstream has a problem; try again later",
+    )
+
+
+def _check_engine() -> Check:
+    import numpy as np
+
+    try:
+        from core.engine import detect_faces
+
+        detect_faces(np.zeros((64, 64, 3), dtype=np.uint8))
+    except Exception as exc:
+        return Check(
+            "upstream",
+            "FAIL",
+            f"the local engine does not load: {exc}",
+            "reinstall opencv-python-headless 4.x (5.x lacks the face models)",
+        )
+    return Check("upstream", "ok", "the local engine loads (no API key: RETOUCH_BACKEND=local)")
+
+
+async def check_telegram(settings: Settings, client: httpx.AsyncClient) -> Check:
+    token = settings.telegram_bot_token.get_secret_value()
+    if not token:
+        return Check("telegram", "skip", "TELEGRAM_BOT_TOKEN is not set")
+    origin = url_origin(settings.telegram_api_base_url)
+    try:
+        response = await client.get(
+            f"{settings.telegram_api_base_url}{token}/getMe", timeout=PROBE_TIMEOUT
+        )
+    except httpx.HTTPError as exc:
+        return Check(
+            "telegram",
+            "FAIL",
+            f"{origin} is unreachable ({type(exc).__name__})",
+            "check TELEGRAM_API_BASE_URL and the network",
+        )
+    if response.status_code in (401, 404):
+        return Check(
+            "telegram",
+            "FAIL",
+            f"the token was rejected (HTTP {response.status_code})",
+            "copy the token from @BotFather into TELEGRAM_BOT_TOKEN",
+        )
+    try:
+        me = response.json()["result"]
+    except (ValueError, KeyError, TypeError):
+        return Check(
+            "telegram",
+            "FAIL",
+            f"{origin} answered HTTP {response.status_code}, not the Bot API",
+            "check TELEGRAM_API_BASE_URL",
+        )
+    return Check("telegram", "ok", f"token accepted: @{me.get('username')}")
+
+
+async def check_discord(settings: Settings, client: httpx.AsyncClient) -> Check:
+    token = settings.discord_bot_token.get_secret_value()
+    if not token:
+        return Check("discord", "skip", "DISCORD_BOT_TOKEN is not set")
+    import discord.http
+
+    base = discord.http.Route.BASE
+    try:
+        response = await client.get(
+            f"{base}/users/@me", headers={"Authorization": f"Bot {token}"}, timeout=PROBE_TIMEOUT
+        )
+    except httpx.HTTPError as exc:
+        return Check(
+            "discord",
+            "FAIL",
+            f"{url_origin(base)} is unreachable ({type(exc).__name__})",
+            "check the network",
+        )
+    if response.status_code == 401:
+        return Check(
+            "discord",
+            "FAIL",
+            "the token was rejected (HTTP 401)",
+            "copy the bot token from the Discord developer portal into DISCORD_BOT_TOKEN",
+        )
+    if response.status_code != 200:
+        return Check(
+            "discord", "FAIL", f"Discord answered HTTP {response.status_code}", "try again later"
+        )
+    return Check("discord", "ok", f"token accepted: {response.json().get('username')}")

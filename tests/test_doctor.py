@@ -1,0 +1,100 @@
+"""`retouch-bot doctor` against local fakes: each problem gets its own clear line."""
+
+from __future__ import annotations
+
+import socket
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from bots.doctor import run_doctor
+from core.settings import load_settings
+from tests.fake_discord import FakeDiscord
+from tests.fake_telegram import FakeTelegram
+from tests.upstream_fakes import Echo, FakeUpstream
+
+KEY = "sk-doctor-test-key-0123456789"
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+async def doctor(**overrides: Any) -> tuple[int, list[str]]:
+    lines: list[str] = []
+    code = await run_doctor(load_settings(**overrides), out=lines.append)
+    return code, lines
+
+
+def line(lines: list[str], name: str) -> str:
+    return next(entry for entry in lines if f"] {name}:" in entry)
+
+
+async def test_everything_fine(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    async with (
+        FakeTelegram() as tg,
+        FakeUpstream(default=Echo(), api_key=KEY) as up,
+        FakeDiscord() as dc,
+    ):
+        dc.patch(monkeypatch)
+        code, lines = await doctor(
+            retouch_api_key=KEY,
+            retouch_api_base_url=up.base_url,
+            telegram_bot_token=tg.token,
+            telegram_api_base_url=tg.base_url,
+            discord_bot_token=dc.token,
+        )
+    assert code == 0, lines
+    assert line(lines, "upstream").startswith("[ ok ]")
+    assert "@RetouchTestBot" in line(lines, "telegram")
+    assert line(lines, "discord").startswith("[ ok ]")
+    assert line(lines, "database").startswith("[ ok ]") and "schema version" in line(
+        lines, "database"
+    )
+    tg.assert_token_never_in(lines)
+
+
+async def test_bad_token_bad_key_and_unreachable_upstream(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    async with (
+        FakeTelegram() as tg,
+        FakeUpstream(default=Echo(), api_key=KEY) as up,
+        FakeDiscord() as dc,
+    ):
+        dc.patch(monkeypatch)
+        code, lines = await doctor(
+            retouch_api_key="sk-wrong-key-000000",
+            retouch_api_base_url=up.base_url,
+            telegram_bot_token="999:not-the-real-token",
+            telegram_api_base_url=tg.base_url,
+            discord_bot_token="not-the-discord-token",
+        )
+        assert code == 1
+        assert line(lines, "upstream") == (
+            f"[FAIL] upstream: {up.base_url.rsplit('/', 1)[0]} rejected the key (HTTP 401)"
+            " — fix: check RETOUCH_API_KEY"
+        )
+        assert "token was rejected" in line(lines, "telegram")
+        assert "TELEGRAM_BOT_TOKEN" in line(lines, "telegram")
+        assert "token was rejected" in line(lines, "discord")
+
+        code, lines = await doctor(
+            retouch_api_key=KEY, retouch_api_base_url=f"http://127.0.0.1:{free_port()}/v1"
+        )
+    assert code == 1
+    assert "is unreachable" in line(lines, "upstream")
+    assert "RETOUCH_API_BASE_URL" in line(lines, "upstream")
+    assert line(lines, "telegram").startswith("[skip]")
+    for text in lines:
+        assert "sk-wrong-key" not in text and "not-the-real-token" not in text
+
+
+async def test_bad_setting_is_reported_as_such(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("QUOTA_PER_USER_PER_DAY", "plenty")
+    lines: list[str] = []
+    assert await run_doctor(out=lines.append) == 2
+    assert lines[0].startswith("[FAIL] configuration: QUOTA_PER_USER_PER_DAY:")
