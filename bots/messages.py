@@ -78,6 +78,26 @@ _EN: dict[str, str] = {
         "I can't post images in this channel (I need the Attach Files permission). "
         "Ask a moderator to grant it, or use me in a direct message."
     ),
+    # Discord only.
+    "d:help": (
+        "Use /retouch with a portrait photo and I'll post it back retouched. The optional "
+        "`fidelity` runs from 0 to 1: lower retouches more, 1 keeps the photo nearly as it is; "
+        "0.1 is a light everyday retouch (the default), 0.3 balanced, 0.5 stronger repair.\n"
+        "On a message with photos: Apps → Retouch photo.\n\n"
+        "/quota — your photos left today\n"
+        "/fidelity 0.3 — save your default strength (/fidelity alone shows it)\n"
+        "/forget — delete what I keep about you"
+    ),
+    "d:result_title": "Retouched",
+    "d:fidelity": "Fidelity",
+    "d:time": "Time",
+    "d:seconds": "{seconds:.1f} s",
+    "d:left": "Left today",
+    "d:unlimited": "no limit",
+    "d:late": (
+        "{mention} here is your retouched photo (the command had expired, so I posted it here)."
+    ),
+    "d:no_images": "That message has no images I can retouch.",
     # Reasons, by error code; shown after "couldn't retouch that photo:" or on their own.
     "e:bad_fidelity": "the fidelity must be a number between 0 and 1, like 0.3 or 30%.",
     "e:not_an_image": "that file isn't an image I can read (JPEG, PNG, WebP or HEIC).",
@@ -161,6 +181,22 @@ _ZH: dict[str, str] = {
     "no_attach_permission": (
         "我无法在这个频道发送图片(需要“附加文件”权限)。请让管理员授权,或私信我使用。"
     ),
+    "d:help": (
+        "使用 /retouch 并附上一张人像照片,我会发回美颜后的照片。可选的 `fidelity`(保真度)"
+        "取 0 到 1:越小美颜越强,1 几乎保持原样;0.1 为日常轻度美颜(默认),0.3 平衡,0.5 修复更明显。\n"
+        "对带照片的消息:应用 → Retouch photo。\n\n"
+        "/quota — 今天剩余次数\n"
+        "/fidelity 0.3 — 保存默认强度(只发 /fidelity 查看)\n"
+        "/forget — 删除我保存的关于你的数据"
+    ),
+    "d:result_title": "美颜完成",
+    "d:fidelity": "保真度",
+    "d:time": "用时",
+    "d:seconds": "{seconds:.1f} 秒",
+    "d:left": "今天剩余",
+    "d:unlimited": "不限",
+    "d:late": "{mention} 这是你的美颜照片(命令已过期,所以发在这里)。",
+    "d:no_images": "这条消息里没有我能美颜的图片。",
     "e:bad_fidelity": "保真度必须是 0 到 1 之间的数字,例如 0.3 或 30%。",
     "e:not_an_image": "这个文件不是我能读取的图片(JPEG、PNG、WebP 或 HEIC)。",
     "e:animated_image": "不能处理动图,请发送静态照片。",

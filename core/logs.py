@@ -6,10 +6,13 @@ a Telegram bot token, a bearer credential or an `sk-` key, in messages, argument
 
 from __future__ import annotations
 
+import json
 import logging
 import re
 import sys
 from collections.abc import Iterable
+from contextvars import ContextVar
+from datetime import UTC, datetime
 from typing import TextIO
 
 from pydantic import SecretStr
@@ -17,6 +20,9 @@ from pydantic import SecretStr
 from core.settings import Settings
 
 REDACTED = "[REDACTED]"
+
+current_job: ContextVar[str | None] = ContextVar("current_job", default=None)
+"""The job the running task works on; set by the service, added to every log line."""
 
 _PATTERNS = (
     re.compile(r"\d{5,12}:[A-Za-z0-9_-]{30,}"),  # Telegram bot token
@@ -67,6 +73,8 @@ class RedactingFilter(logging.Filter):
         self.redact = redactor
 
     def filter(self, record: logging.LogRecord) -> bool:
+        if not hasattr(record, "job_id"):
+            record.job_id = current_job.get()
         message = record.getMessage()
         if record.exc_info and not record.exc_text:
             record.exc_text = logging.Formatter().formatException(record.exc_info)
@@ -79,10 +87,42 @@ class RedactingFilter(logging.Filter):
         return True
 
 
+class TextFormatter(logging.Formatter):
+    """`time level logger: message`, with `[job <id>]` when the line belongs to a job."""
+
+    def __init__(self) -> None:
+        super().__init__("%(asctime)s %(levelname)-7s %(name)s: %(job)s%(message)s")
+
+    def format(self, record: logging.LogRecord) -> str:
+        job_id = getattr(record, "job_id", None)
+        record.job = f"[job {job_id}] " if job_id else ""
+        return super().format(record)
+
+
+class JsonFormatter(logging.Formatter):
+    """One JSON object per line: time, level, logger, message, job_id and any exception."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        entry: dict[str, object] = {
+            "time": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
+            "level": record.levelname,
+            "logger": record.name,
+            "message": record.getMessage(),
+        }
+        job_id = getattr(record, "job_id", None)
+        if job_id:
+            entry["job_id"] = job_id
+        if record.exc_info and not record.exc_text:
+            record.exc_text = self.formatException(record.exc_info)
+        if record.exc_text:
+            entry["exception"] = record.exc_text
+        return json.dumps(entry, ensure_ascii=False)
+
+
 def setup_logging(settings: Settings, *, stream: TextIO | None = None) -> RedactingFilter:
-    """Log to stderr in a human format, redacted, with the chatty HTTP loggers quietened."""
+    """Log to stderr (text or JSON lines), redacted, with the chatty HTTP loggers quietened."""
     handler = logging.StreamHandler(stream or sys.stderr)
-    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)-7s %(name)s: %(message)s"))
+    handler.setFormatter(JsonFormatter() if settings.log_format == "json" else TextFormatter())
     redacting = RedactingFilter(Redactor(secrets_of(settings)))
     handler.addFilter(redacting)
     root = logging.getLogger()

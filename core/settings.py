@@ -78,11 +78,18 @@ class Settings(BaseSettings):
     telegram_album_wait_seconds: float = Field(1.0, ge=0, le=30)
     telegram_status_edit_interval_seconds: float = Field(3.0, ge=0, le=60)
     discord_bot_token: SecretStr = SecretStr("")
+    discord_guild_ids: Annotated[list[int], NoDecode] = []
+    discord_sync_commands: bool = True
+    discord_shard_count: int | Literal["auto"] | None = None
+    discord_shard_ids: Annotated[list[int], NoDecode] = []
+    discord_status_edit_interval_seconds: float = Field(2.0, ge=0, le=60)
 
     # --- storage and quotas ---------------------------------------------------------------
     data_dir: Path = Path("data")
     database_path: Path = Path("data/retouch.db")
     database_url: SecretStr = SecretStr("")
+    database_pool_size: int = Field(10, ge=1, le=1000)
+    replica_id: str = Field("", max_length=200)
     quota_per_user_per_day: int = Field(20, ge=0)
     admin_ids: Annotated[list[str], NoDecode] = []
     max_concurrent_jobs: int = Field(8, ge=1)
@@ -100,14 +107,33 @@ class Settings(BaseSettings):
     jobs_max_attempts: int = Field(3, ge=1, le=20)
     jobs_result_max_age_hours: float = Field(24.0, gt=0)
     jobs_shutdown_grace_seconds: float = Field(30.0, ge=0)
+    jobs_heartbeat_seconds: float = Field(10.0, gt=0, le=3600)
+    jobs_stale_after_seconds: float = Field(60.0, gt=0)
 
     # --- logging --------------------------------------------------------------------------
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    log_format: Literal["text", "json"] = "text"
 
-    @field_validator("telegram_all_photos_chats", mode="before")
+    @field_validator(
+        "telegram_all_photos_chats", "discord_guild_ids", "discord_shard_ids", mode="before"
+    )
     @classmethod
     def _parse_chats(cls, value: Any) -> Any:
         return _split_csv(value)
+
+    @field_validator("discord_shard_count", mode="before")
+    @classmethod
+    def _parse_shard_count(cls, value: Any) -> Any:
+        """Empty: no sharding; `auto`: as many shards as Discord recommends; else a count >= 1."""
+        if isinstance(value, str):
+            value = value.strip().lower()
+            if not value:
+                return None
+            if value != "auto" and not value.isdigit():
+                raise ValueError("must be empty, auto, or a number of shards")
+        if value not in (None, "auto") and int(value) < 1:
+            raise ValueError("must be empty, auto, or a number of shards")
+        return value
 
     @field_validator("serve_api_keys", mode="before")
     @classmethod
@@ -138,6 +164,22 @@ class Settings(BaseSettings):
             ZoneInfo(value)
         except (ZoneInfoNotFoundError, ValueError):
             raise ValueError(f"unknown time zone {value!r}; use an IANA name like UTC") from None
+        return value
+
+    @field_validator("database_url")
+    @classmethod
+    def _postgres_url(cls, value: SecretStr) -> SecretStr:
+        url = value.get_secret_value().strip()
+        if url and not url.startswith(("postgresql://", "postgres://", "postgresql+asyncpg://")):
+            raise ValueError("must be empty or a postgresql:// URL")
+        return SecretStr(url)
+
+    @field_validator("replica_id")
+    @classmethod
+    def _replica_id(cls, value: str) -> str:
+        value = value.strip()
+        if value and not value.isprintable():
+            raise ValueError("must be printable text, e.g. the host name")
         return value
 
     @field_validator("log_level", mode="before")
@@ -174,6 +216,11 @@ def load_settings(**overrides: Any) -> Settings:
         raise ConfigError(_describe(exc)) from None
     if settings.retouch_backend == "api" and not settings.retouch_api_key.get_secret_value():
         raise ConfigError("RETOUCH_API_KEY: must be set when RETOUCH_BACKEND=api")
+    if settings.jobs_stale_after_seconds <= 2 * settings.jobs_heartbeat_seconds:
+        raise ConfigError(
+            "JOBS_STALE_AFTER_SECONDS: must be more than twice JOBS_HEARTBEAT_SECONDS "
+            f"(got {settings.jobs_stale_after_seconds:g} and {settings.jobs_heartbeat_seconds:g})"
+        )
     return settings
 
 

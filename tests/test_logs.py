@@ -42,3 +42,32 @@ def test_setup_logging_redacts_messages_args_and_tracebacks(
     assert "key-from-settings" not in output and TOKEN not in output
     assert output.count(REDACTED) == 2
     assert logging.getLogger("httpx").getEffectiveLevel() == logging.WARNING
+
+
+@pytest.mark.parametrize("log_format", ["text", "json"])
+def test_job_ids_and_redaction_in_both_formats(
+    monkeypatch: pytest.MonkeyPatch, log_format: str
+) -> None:
+    import json
+
+    from core.logs import current_job
+
+    monkeypatch.setenv("TELEGRAM_BOT_TOKEN", TOKEN)
+    monkeypatch.setenv("LOG_FORMAT", log_format)
+    stream = io.StringIO()
+    setup_logging(load_settings(), stream=stream)
+    token = current_job.set("job123")
+    try:
+        logging.getLogger("retouch.test").info("posting to bot%s/sendPhoto", TOKEN)
+    finally:
+        current_job.reset(token)
+    logging.getLogger("retouch.test").info("no job here")
+    first, second = stream.getvalue().splitlines()
+    assert TOKEN not in stream.getvalue()
+    if log_format == "json":
+        entry = json.loads(first)
+        assert entry["job_id"] == "job123" and REDACTED in entry["message"]
+        assert "job_id" not in json.loads(second)
+    else:
+        assert "[job job123] posting to bot[REDACTED]/sendPhoto" in first
+        assert "[job" not in second

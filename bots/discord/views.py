@@ -1,0 +1,165 @@
+"""Buttons that survive restarts: each `custom_id` carries its action and arguments.
+
+They are `discord.ui.DynamicItem`s, matched by a pattern on any message, so a button under a
+result posted before a restart still works. The callbacks hand over to a `ButtonHandler` bound to
+the client, and never let an exception reach discord.py's event loop.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import weakref
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any, Protocol
+
+import discord
+
+from bots import messages as m
+
+log = logging.getLogger("retouch.discord")
+
+Button = discord.ui.Button[discord.ui.View]
+
+
+class ButtonHandler(Protocol):
+    """What the buttons call; the adapter implements it."""
+
+    async def on_redo(
+        self, interaction: discord.Interaction[Any], job_id: str, fidelity: float
+    ) -> None: ...
+
+    async def on_cancel(
+        self, interaction: discord.Interaction[Any], interaction_id: int
+    ) -> None: ...
+
+    async def on_forget(
+        self, interaction: discord.Interaction[Any], confirmed: bool, owner: int
+    ) -> None: ...
+
+    async def on_failure(self, interaction: discord.Interaction[Any], error: Exception) -> None: ...
+
+
+_HANDLERS: weakref.WeakKeyDictionary[discord.Client, ButtonHandler] = weakref.WeakKeyDictionary()
+
+
+def bind_buttons(client: discord.Client, handler: ButtonHandler) -> None:
+    """Route the client's button presses to `handler` and register the button patterns."""
+    _HANDLERS[client] = handler
+    client.add_dynamic_items(RedoButton, CancelButton, ForgetButton)
+
+
+async def _handle(
+    interaction: discord.Interaction[Any], call: Callable[[ButtonHandler], Awaitable[None]]
+) -> None:
+    handler = _HANDLERS.get(interaction.client)
+    if handler is None:
+        return
+    try:
+        await call(handler)
+    except Exception as exc:
+        await handler.on_failure(interaction, exc)
+
+
+class RedoButton(
+    discord.ui.DynamicItem[Button],
+    template=r"rt:redo:(?P<job>[0-9a-f]{32}):(?P<fidelity>[01](?:\.\d{1,4})?)",
+):
+    """Retouch a finished job's photo again with another fidelity (a new job)."""
+
+    def __init__(self, job_id: str, fidelity: float, label: str, row: int | None = None) -> None:
+        super().__init__(
+            discord.ui.Button(
+                label=label,
+                style=discord.ButtonStyle.secondary,
+                custom_id=f"rt:redo:{job_id}:{fidelity:g}",
+                row=row,
+            )
+        )
+        self.job_id = job_id
+        self.fidelity = fidelity
+
+    @classmethod
+    async def from_custom_id(
+        cls, interaction: discord.Interaction[Any], item: discord.ui.Item[Any], match: re.Match[str]
+    ) -> RedoButton:
+        label = getattr(item, "label", None) or match["fidelity"]
+        return cls(match["job"], float(match["fidelity"]), label)
+
+    async def callback(self, interaction: discord.Interaction[Any]) -> None:
+        await _handle(interaction, lambda h: h.on_redo(interaction, self.job_id, self.fidelity))
+
+
+class CancelButton(discord.ui.DynamicItem[Button], template=r"rt:cancel:(?P<interaction>\d+)"):
+    """Cancel the jobs one interaction started (only for the person who started them)."""
+
+    def __init__(self, interaction_id: int, label: str) -> None:
+        super().__init__(
+            discord.ui.Button(
+                label=label,
+                style=discord.ButtonStyle.danger,
+                custom_id=f"rt:cancel:{interaction_id}",
+            )
+        )
+        self.interaction_id = interaction_id
+
+    @classmethod
+    async def from_custom_id(
+        cls, interaction: discord.Interaction[Any], item: discord.ui.Item[Any], match: re.Match[str]
+    ) -> CancelButton:
+        return cls(int(match["interaction"]), getattr(item, "label", None) or "Cancel")
+
+    async def callback(self, interaction: discord.Interaction[Any]) -> None:
+        await _handle(interaction, lambda h: h.on_cancel(interaction, self.interaction_id))
+
+
+class ForgetButton(
+    discord.ui.DynamicItem[Button], template=r"rt:forget:(?P<choice>[yn]):(?P<owner>\d+)"
+):
+    """The answer to `/forget`'s confirmation."""
+
+    def __init__(self, confirmed: bool, owner: int, label: str) -> None:
+        super().__init__(
+            discord.ui.Button(
+                label=label,
+                style=discord.ButtonStyle.danger if confirmed else discord.ButtonStyle.secondary,
+                custom_id=f"rt:forget:{'y' if confirmed else 'n'}:{owner}",
+            )
+        )
+        self.confirmed = confirmed
+        self.owner = owner
+
+    @classmethod
+    async def from_custom_id(
+        cls, interaction: discord.Interaction[Any], item: discord.ui.Item[Any], match: re.Match[str]
+    ) -> ForgetButton:
+        label = getattr(item, "label", None) or match["choice"]
+        return cls(match["choice"] == "y", int(match["owner"]), label)
+
+    async def callback(self, interaction: discord.Interaction[Any]) -> None:
+        await _handle(interaction, lambda h: h.on_forget(interaction, self.confirmed, self.owner))
+
+
+def redo_view(job_ids: Sequence[str], lang: m.Lang) -> discord.ui.View:
+    """Redo buttons under a result; one row per photo, numbered when there are several."""
+    view = discord.ui.View(timeout=None)
+    for row, job_id in enumerate(job_ids[:5]):
+        for fidelity in m.REDO_FIDELITIES:
+            label = m.text("redo", lang, fidelity=fidelity)
+            if len(job_ids) > 1:
+                label = f"#{row + 1} {label}"
+            view.add_item(RedoButton(job_id, fidelity, label, row=row))
+    return view
+
+
+def cancel_view(interaction_id: int, lang: m.Lang) -> discord.ui.View:
+    view = discord.ui.View(timeout=None)
+    view.add_item(CancelButton(interaction_id, m.text("cancel", lang)))
+    return view
+
+
+def forget_view(owner: int, lang: m.Lang) -> discord.ui.View:
+    view = discord.ui.View(timeout=None)
+    view.add_item(ForgetButton(True, owner, m.text("forget_yes", lang)))
+    view.add_item(ForgetButton(False, owner, m.text("forget_no", lang)))
+    return view
