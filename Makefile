@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: test lint typecheck pytest demo format clean
+.PHONY: test lint typecheck pytest demo format clean bench
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -33,6 +33,10 @@ format: $(STAMP)
 demo: $(STAMP)
 	env -u RETOUCH_API_KEY -u TELEGRAM_BOT_TOKEN -u DISCORD_BOT_TOKEN \
 		RETOUCH_BACKEND=local $(BIN)/retouch-bot demo examples/portrait.jpg --out-dir demo-output
+
+# Benchmarks by hand (never part of `make test`): JSON to stdout and benchmarks/results/.
+bench: $(STAMP)
+	$(BIN)/python -m benchmarks.run
 
 clean:
 	rm -rf $(VENV) demo-output .mypy_cache .pytest_cache .ruff_cache

@@ -7,6 +7,7 @@ import asyncio
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from core.errors import ConfigError
 from core.settings import Settings, load_settings
@@ -54,6 +55,11 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--out-dir", type=Path, default=Path("demo-output"))
     demo.add_argument("-f", "--fidelity", default="0.1", help="0..1 (default 0.1)")
     commands.add_parser(
+        "run",
+        help="run every configured bot (Telegram and/or Discord) in one process",
+        description="Run the bots whose tokens are set, sharing one service, until SIGTERM.",
+    )
+    commands.add_parser(
         "telegram",
         help="run the Telegram bot (long polling) with TELEGRAM_BOT_TOKEN",
         description="Run the Telegram bot until SIGINT or SIGTERM.",
@@ -77,6 +83,30 @@ def build_parser() -> argparse.ArgumentParser:
     grant = quota_commands.add_parser("grant", help="add extra credits (negative takes back)")
     grant.add_argument("user", metavar="USER", help="telegram:123 or discord:456")
     grant.add_argument("credits", type=int, metavar="N")
+
+    db = commands.add_parser(
+        "db",
+        help="create or upgrade the store, or move one store into another",
+        description="The store is SQLite (DATABASE_PATH) or PostgreSQL (DATABASE_URL).",
+    )
+    db_commands = db.add_subparsers(dest="db_command", required=True, metavar="ACTION")
+    db_commands.add_parser(
+        "migrate", help="create or upgrade the configured store's schema and print its version"
+    )
+    export = db_commands.add_parser(
+        "export", help="write quotas, grants, settings and unfinished jobs to FILE (JSON lines)"
+    )
+    export.add_argument("file", metavar="FILE", help="where to write; - for stdout")
+    export.add_argument(
+        "--from-sqlite",
+        type=Path,
+        metavar="PATH",
+        help="export this SQLite file instead of the configured store",
+    )
+    db_import = db_commands.add_parser(
+        "import", help="add an export to the configured store (once; a second time is refused)"
+    )
+    db_import.add_argument("file", metavar="FILE", help="an export; - for stdin")
 
     jobs = commands.add_parser("jobs", help="recent jobs and their states")
     jobs.add_argument("-n", "--limit", type=int, default=20, help="how many (default 20)")
@@ -126,6 +156,18 @@ async def _dispatch(args: argparse.Namespace, settings: Settings) -> int:
         from bots.demo import run_demo
 
         return await run_demo(settings, args.input, args.out_dir, args.fidelity)
+    if args.command == "run":
+        from bots.runtime import serve
+
+        runners = _configured_runners(settings)
+        if not runners:
+            print(
+                "retouch-bot: no bot configured: set TELEGRAM_BOT_TOKEN and/or DISCORD_BOT_TOKEN",
+                file=sys.stderr,
+            )
+            return 2
+        await serve(settings, runners)
+        return 0
     if args.command == "telegram":
         from bots.telegram.run import run_telegram
 
@@ -146,11 +188,33 @@ async def _dispatch(args: argparse.Namespace, settings: Settings) -> int:
         if args.quota_command == "show":
             return await quota_show(settings, args.user)
         return await quota_grant(settings, args.user, args.credits)
+    if args.command == "db":
+        from bots.db import db_export, db_import, db_migrate
+
+        if args.db_command == "migrate":
+            return await db_migrate(settings)
+        if args.db_command == "export":
+            return await db_export(settings, args.file, args.from_sqlite)
+        return await db_import(settings, args.file)
     if args.command == "jobs":
         from bots.admin import list_jobs
 
         return await list_jobs(settings, args.limit, args.user)
     raise AssertionError(args.command)
+
+
+def _configured_runners(settings: Settings) -> list[Any]:
+    """A runner for each bot whose token is set."""
+    runners: list[Any] = []
+    if settings.telegram_bot_token.get_secret_value():
+        from bots.telegram.runner import TelegramRunner
+
+        runners.append(TelegramRunner(settings))
+    if settings.discord_bot_token.get_secret_value():
+        from bots.discord.run import DiscordRunner
+
+        runners.append(DiscordRunner(settings))
+    return runners
 
 
 if __name__ == "__main__":

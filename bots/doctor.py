@@ -214,7 +214,7 @@ async def check_discord(settings: Settings, client: httpx.AsyncClient) -> Check:
         return Check("discord", "skip", "DISCORD_BOT_TOKEN is not set")
     import discord.http
 
-    base = discord.http.Route.BASE
+    base = settings.discord_api_base_url.rstrip("/") or discord.http.Route.BASE
     try:
         response = await client.get(
             f"{base}/users/@me", headers={"Authorization": f"Bot {token}"}, timeout=PROBE_TIMEOUT

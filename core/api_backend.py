@@ -8,6 +8,7 @@ after one hour. Neither the key, the Authorization header nor the image data URL
 from __future__ import annotations
 
 import asyncio
+import base64
 import json
 import logging
 import math
@@ -54,6 +55,8 @@ MAX_RESPONSE_BYTES: Final = 1_000_000
 """A chat-completions answer is a few hundred bytes; anything much larger is not the contract."""
 
 PROMPT: Final = "a person"
+_IMAGE_SLOT: Final = "@@retouch-image-slot-5f1c9a@@"
+"""Where `build_body` splices in the image (checked to occur once in the encoded JSON)."""
 
 # Error codes that name the user's image; the first four are also what `serve-api` sends.
 _USER_ERROR_CODES: Final[dict[str, type[UserInputError]]] = {
@@ -117,8 +120,10 @@ class ApiBackend:
         backoff_max: float = 30.0,
         download_timeout: float | None = 300.0,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+        on_retry: Callable[[], None] | None = None,
     ) -> None:
         self._client = client
+        self._on_retry = on_retry
         self._endpoint = f"{base_url.rstrip('/')}/chat/completions"
         self._origin = url_origin(base_url)
         self._api_key = api_key
@@ -131,7 +136,13 @@ class ApiBackend:
         self._sleep = sleep
 
     @classmethod
-    def from_settings(cls, settings: Settings, client: httpx.AsyncClient) -> ApiBackend:
+    def from_settings(
+        cls,
+        settings: Settings,
+        client: httpx.AsyncClient,
+        *,
+        on_retry: Callable[[], None] | None = None,
+    ) -> ApiBackend:
         """The backend the settings describe, over the process-wide `client`."""
         return cls(
             client,
@@ -141,13 +152,14 @@ class ApiBackend:
             max_retries=settings.retouch_max_retries,
             max_result_bytes=settings.retouch_max_result_bytes,
             download_timeout=settings.retouch_timeout_seconds,
+            on_retry=on_retry,
         )
 
     async def retouch(self, image: PreparedImage, fidelity: float) -> bytes:
         """Send `image` upstream, then download the result at once (its URL lives one hour)."""
         if not (isinstance(fidelity, int | float) and 0.0 <= fidelity <= 1.0):
             raise FidelityError("fidelity must be a number from 0 to 1", fidelity=fidelity)
-        payload = self.build_payload(image, float(fidelity))
+        body = self.build_body(image, float(fidelity))
         logger.debug(
             "retouch request: %s %dx%d, %d bytes, fidelity %.2f",
             image.format,
@@ -159,7 +171,7 @@ class ApiBackend:
         result_url = ""
         async for attempt in self._retrying(self._max_retries + 1):
             with attempt:
-                result_url = await self._complete(payload, attempt.retry_state.attempt_number)
+                result_url = await self._complete(body, attempt.retry_state.attempt_number)
         started = time.monotonic()
         data = b""
         async for attempt in self._retrying(DOWNLOAD_ATTEMPTS):
@@ -183,6 +195,23 @@ class ApiBackend:
 
     def build_payload(self, image: PreparedImage, fidelity: float) -> dict[str, Any]:
         """The request body of the contract; fidelity goes in `extra_body` and at the top level."""
+        return self._payload(image.data_url(), fidelity)
+
+    def build_body(self, image: PreparedImage, fidelity: float) -> bytes:
+        """`build_payload` as JSON bytes, made without a JSON pass over the image.
+
+        The image is most of the body (hundreds of KB of base64, which needs no JSON escaping):
+        the rest is encoded around a placeholder and the base64 spliced in, one copy in all.
+        """
+        text = json.dumps(self._payload(_IMAGE_SLOT, fidelity))
+        if text.count(_IMAGE_SLOT) != 1:  # only if the model name held the slot itself
+            return json.dumps(self.build_payload(image, fidelity)).encode()
+        head, _, tail = text.partition(_IMAGE_SLOT)
+        prefix = f"data:{image.mime};base64,"
+        encoded = base64.b64encode(image.data)
+        return b"".join((head.encode(), prefix.encode(), encoded, tail.encode()))
+
+    def _payload(self, image_url: str, fidelity: float) -> dict[str, Any]:
         return {
             "model": self._model,
             "messages": [
@@ -190,7 +219,7 @@ class ApiBackend:
                     "role": "user",
                     "content": [
                         {"type": "text", "text": PROMPT},
-                        {"type": "image_url", "image_url": {"url": image.data_url()}},
+                        {"type": "image_url", "image_url": {"url": image_url}},
                     ],
                 }
             ],
@@ -200,16 +229,16 @@ class ApiBackend:
 
     # --- one attempt ----------------------------------------------------------------------
 
-    async def _complete(self, payload: dict[str, Any], attempt: int) -> str:
+    async def _complete(self, body: bytes, attempt: int) -> str:
         """POST once; the result URL, or a typed error the retry policy then judges."""
-        headers = {"Accept": "application/json"}
+        headers = {"Accept": "application/json", "Content-Type": "application/json"}
         if secret := self._api_key.get_secret_value():
             headers["Authorization"] = f"Bearer {secret}"
         logger.debug("POST %s/chat/completions (attempt %d)", self._origin, attempt)
         started = time.monotonic()
         try:
             async with self._client.stream(
-                "POST", self._endpoint, json=payload, headers=headers, follow_redirects=False
+                "POST", self._endpoint, content=body, headers=headers, follow_redirects=False
             ) as response:
                 body = await read_capped(
                     response,
@@ -325,12 +354,17 @@ class ApiBackend:
 
     # --- retries --------------------------------------------------------------------------
 
+    def _before_retry(self, state: RetryCallState) -> None:
+        _log_retry(state)
+        if self._on_retry is not None:
+            self._on_retry()
+
     def _retrying(self, attempts: int) -> AsyncRetrying:
         return AsyncRetrying(
             stop=stop_after_attempt(attempts),
             wait=self._wait,
             retry=retry_if_exception(_is_retryable),
-            before_sleep=_log_retry,
+            before_sleep=self._before_retry,
             sleep=self._sleep,
             reraise=True,
         )
@@ -390,6 +424,7 @@ def _error_fields(body: bytes) -> tuple[str | None, str | None]:
 
 
 def _log_retry(state: RetryCallState) -> None:
+    """Say which attempt failed and how long the pause is (no URL, key or image in it)."""
     error = state.outcome.exception() if state.outcome is not None else None
     delay = state.next_action.sleep if state.next_action is not None else 0.0
     logger.warning(

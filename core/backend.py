@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
@@ -29,24 +29,34 @@ class RetouchBackend(Protocol):
         ...
 
 
-def create_backend(settings: Settings, client: httpx.AsyncClient) -> RetouchBackend:
-    """The hosted API when a key is configured (or `RETOUCH_BACKEND=api`), else the local engine."""
+def create_backend(
+    settings: Settings,
+    client: httpx.AsyncClient,
+    *,
+    on_retry: Callable[[], None] | None = None,
+) -> RetouchBackend:
+    """The hosted API when a key is configured (or `RETOUCH_BACKEND=api`), else the local engine.
+
+    `on_retry` is called each time the API client retries a request (for metrics).
+    """
     if settings.effective_backend == "api":
         from core.api_backend import ApiBackend
 
-        return ApiBackend.from_settings(settings, client)
+        return ApiBackend.from_settings(settings, client, on_retry=on_retry)
     from core.local_backend import LocalBackend
 
     return LocalBackend(threads=settings.engine_thread_count)
 
 
 @asynccontextmanager
-async def open_backend(settings: Settings) -> AsyncIterator[RetouchBackend]:
+async def open_backend(
+    settings: Settings, *, on_retry: Callable[[], None] | None = None
+) -> AsyncIterator[RetouchBackend]:
     """A backend with its shared HTTP client, both closed on exit."""
     from core.http import create_http_client
 
     async with create_http_client(settings) as client:
-        backend = create_backend(settings, client)
+        backend = create_backend(settings, client, on_retry=on_retry)
         try:
             yield backend
         finally:

@@ -26,6 +26,8 @@ FloatImage = npt.NDArray[np.float32]
 # Detection.
 _DETECT_SIDE = 640  # faces are found on a grey copy whose longest side is at most this
 _MIN_FACE = 0.05  # smallest face searched for, as a share of the image's shorter side
+_COARSE_SIDE = 320  # the first, cheap pass: faces of _WINDOW px here, ~10% of the shorter side
+_WINDOW = 24  # the face cascade's window: it finds no smaller face
 
 # Every length below is a share of the face width; filtering runs with the face this wide.
 _WORK_FACE = 256
@@ -110,7 +112,15 @@ def _check_rgb(rgb: npt.NDArray[Any]) -> None:
 
 
 def detect_faces(rgb: RGBImage) -> list[FaceBox]:
-    """Frontal faces in an RGB image, largest first; found on a small grey copy to stay cheap."""
+    """Frontal faces in an RGB image, largest first; found on a small grey copy to stay cheap.
+
+    The cascade spends most of its time sliding its smallest windows over the whole copy, and a
+    portrait's face is large. So faces are first looked for on a copy half the size (a quarter
+    of the cost; it sees faces from ~10% of the shorter side up), then the full copy is searched
+    only for faces down to 70% of the smallest one found: the boxes are the ones a full search
+    gives, at about half its cost. Only when the first look finds no face is the full copy
+    searched down to faces of `_MIN_FACE` of its shorter side.
+    """
     _check_rgb(rgb)
     height, width = rgb.shape[:2]
     scale = min(1.0, _DETECT_SIDE / max(height, width))
@@ -119,15 +129,53 @@ def detect_faces(rgb: RGBImage) -> list[FaceBox]:
         size = (max(1, round(width * scale)), max(1, round(height * scale)))
         grey = cv2.resize(grey, size, interpolation=cv2.INTER_AREA)
     search = np.asarray(cv2.equalizeHist(grey), dtype=np.uint8)
-    min_side = max(24, round(min(search.shape) * _MIN_FACE))
     with _cascades() as cascades:
-        found = cascades.face.detectMultiScale(
-            search, scaleFactor=1.1, minNeighbors=5, minSize=(min_side, min_side)
+        if max(search.shape) >= 1.5 * _COARSE_SIDE:
+            factor = _COARSE_SIDE / max(search.shape)
+            coarse_size = (
+                max(1, round(search.shape[1] * factor)),
+                max(1, round(search.shape[0] * factor)),
+            )
+            coarse = np.asarray(
+                cv2.resize(search, coarse_size, interpolation=cv2.INTER_AREA), dtype=np.uint8
+            )
+            hits = [
+                hit
+                for hit in _find(cascades.face, coarse, _WINDOW)
+                if _confirmed(coarse, hit, cascades.check)
+            ]
+            if hits:
+                smallest = min(int(hit[2]) for hit in hits) / factor
+                found = _find(cascades.face, search, max(_WINDOW, round(smallest * 0.7)))
+                kept = _keep(rgb, search, found, scale, cascades.check)
+                if kept:
+                    return kept
+        min_side = max(_WINDOW, round(min(search.shape) * _MIN_FACE))
+        return _keep(rgb, search, _find(cascades.face, search, min_side), scale, cascades.check)
+
+
+def _find(cascade: cv2.CascadeClassifier, grey: npt.NDArray[np.uint8], min_side: int) -> list[Any]:
+    """The face cascade's hits (x, y, w, h) of at least `min_side` pixels in `grey`."""
+    return list(
+        cascade.detectMultiScale(
+            grey, scaleFactor=1.1, minNeighbors=5, minSize=(min_side, min_side)
         )
-        found = [f for f in found if _confirmed(search, f, cascades.check)]
+    )
+
+
+def _keep(
+    rgb: RGBImage,
+    search: npt.NDArray[np.uint8],
+    found: list[Any],
+    scale: float,
+    check: cv2.CascadeClassifier,
+) -> list[FaceBox]:
+    """The hits (in `search` pixels) that are confirmed, skin-coloured and not nested, in `rgb`
+    pixels, largest first."""
+    confirmed = [f for f in found if _confirmed(search, f, check)]
     boxes = [
         FaceBox(round(x / scale), round(y / scale), round(w / scale), round(h / scale))
-        for x, y, w, h in found
+        for x, y, w, h in confirmed
     ]
     boxes.sort(key=lambda box: box.w * box.h, reverse=True)
     kept: list[FaceBox] = []

@@ -4,6 +4,13 @@ It admits requests (allow-lists, per-user in-flight and burst limits, an atomic 
 runs them on a bounded worker pool, keeps each result on disk until the adapter has delivered it,
 settles the reservation, and resumes unfinished jobs after a restart. It knows no chat library:
 each platform plugs in through `PlatformHooks`.
+
+Several services (replicas) may share one store. Each has a replica id (`REPLICA_ID`, else the
+host name): a job it admits is born claimed by it and runs in its own pool; it moves a job only
+while it holds the claim (`expect_owner`), heartbeats every job it holds, and gives back what is
+left when it stops. Every heartbeat it also adopts jobs whose replica went silent for
+`JOBS_STALE_AFTER_SECONDS` (re-run, or re-delivered from the stored result), exactly as a
+restart resumes its own. With one replica every claim succeeds and nothing else changes.
 """
 
 from __future__ import annotations
@@ -11,7 +18,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import socket
 import time
+import uuid
 from collections import OrderedDict, defaultdict, deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -32,6 +41,7 @@ from core.errors import (
 from core.formats import EXTENSIONS, sniff_format
 from core.imaging import ImageLimits
 from core.jobs import UNFINISHED_STATES, Job, JobState, NewJob, Platform
+from core.logs import current_job
 from core.pipeline import retouch_photo
 from core.quota import QuotaPolicy, QuotaStatus
 from core.settings import Settings
@@ -95,11 +105,22 @@ class PlatformHooks(Protocol):
 
 @dataclass
 class _Local:
-    """What this process holds for a job besides its row: the input and the task running it."""
+    """What this process holds for a job besides its row: the input and the task running it.
 
+    A job is in `_local` exactly while this replica holds it and counts it as in flight.
+    """
+
+    user: tuple[str, str]
     image: bytes | None = None
     task: asyncio.Task[None] | None = None
     cancelled: bool = False
+    lost: bool = False
+    """Another replica took the job over (this one stalled past the stale limit)."""
+
+
+def default_replica_id() -> str:
+    """The host name: unique per container or machine, and the same after a restart."""
+    return socket.gethostname() or uuid.uuid4().hex
 
 
 @dataclass
@@ -142,8 +163,14 @@ class RetouchService:
         self._local: dict[str, _Local] = {}
         self._users: defaultdict[tuple[str, str], _UserLoad] = defaultdict(_UserLoad)
         self._workers: list[asyncio.Task[None]] = []
+        self._keeper: asyncio.Task[None] | None = None
         self._accepting = False
         self._stopping = False
+        self.on_rejected: Callable[[str, RetouchError], None] | None = None
+        """Called with the platform and the error when `submit` turns a request away."""
+        self.replica_id = settings.replica_id or default_replica_id()
+        """This replica's name in the store's `owner` column."""
+        self._stale_after = settings.jobs_stale_after_seconds
 
     # --- life cycle -----------------------------------------------------------------------
 
@@ -160,13 +187,21 @@ class RetouchService:
             asyncio.create_task(self._worker(), name=f"retouch-worker-{n}")
             for n in range(self.settings.max_concurrent_jobs)
         ]
+        self._keeper = asyncio.create_task(self._keep_claims(), name="retouch-heartbeat")
         self._accepting = True
 
     async def shutdown(self, grace: float | None = None) -> None:
-        """Stop admitting, let running jobs finish for `grace` seconds, leave the rest queued."""
+        """Stop admitting, let running jobs finish for `grace` seconds, leave the rest queued.
+
+        What is left is given back (unclaimed), for the next start or another replica.
+        """
         self._accepting = False
         self._stopping = True
         grace = self.settings.jobs_shutdown_grace_seconds if grace is None else grace
+        if self._keeper is not None:
+            self._keeper.cancel()
+            await asyncio.gather(self._keeper, return_exceptions=True)
+            self._keeper = None
         running = [local.task for local in self._local.values() if local.task is not None]
         if running:
             _, pending = await asyncio.wait(running, timeout=grace)
@@ -177,6 +212,11 @@ class RetouchService:
             worker.cancel()
         await asyncio.gather(*self._workers, return_exceptions=True)
         self._workers = []
+        if self._local:
+            try:
+                await self.store.release(self.replica_id, list(self._local))
+            except Exception:
+                log.exception("could not give back %d unfinished jobs", len(self._local))
 
     # --- requests -------------------------------------------------------------------------
 
@@ -184,8 +224,16 @@ class RetouchService:
         """Admit and queue a request; returns the job and its queue position (1 = next).
 
         Raises an `AdmissionError` or `QuotaExceededError` (with `resets_at`) having charged
-        nothing.
+        nothing; `on_rejected` hears of each such refusal.
         """
+        try:
+            return await self._admit(request)
+        except RetouchError as exc:
+            if self.on_rejected is not None:
+                self.on_rejected(request.platform, exc)
+            raise
+
+    async def _admit(self, request: RetouchRequest) -> tuple[Job, int]:
         if not self._accepting:
             raise ShuttingDownError("The bot is restarting; please send the photo again shortly.")
         self._check_access(request)
@@ -208,7 +256,11 @@ class RetouchService:
         load.in_flight += 1  # before the await, so concurrent submits see it
         try:
             job = await self.store.reserve(
-                new, day=self.policy.day_key(now), user_limit=user_limit, chat_limit=chat_limit
+                new,
+                day=self.policy.day_key(now),
+                user_limit=user_limit,
+                chat_limit=chat_limit,
+                owner=self.replica_id,
             )
         except QuotaExceededError as exc:
             load.in_flight -= 1
@@ -218,7 +270,7 @@ class RetouchService:
             load.in_flight -= 1
             raise
         load.recent.append(now)
-        self._local[job.id] = _Local(image=request.image)
+        self._local[job.id] = _Local(key, image=request.image)
         position = await self._enqueue(job.id)
         await self._emit(JobEvent("queued", job, position=position))
         return job, position
@@ -364,36 +416,55 @@ class RetouchService:
                 await self._ready.wait_for(lambda: bool(self._queue) and not self._stopping)
                 job_id, _ = self._queue.popitem(last=False)
             await self._announce_positions()
-            local = self._local.setdefault(job_id, _Local())
-            local.task = asyncio.create_task(self._guarded(job_id, local), name=f"job-{job_id}")
+            local = self._local.get(job_id)
+            if local is None:
+                continue  # settled (cancelled) or taken over while it waited
+            task = local.task = asyncio.create_task(
+                self._guarded(job_id, local), name=f"job-{job_id}"
+            )
             try:
                 # wait() rather than await: stopping the worker must not cancel the job itself.
-                await asyncio.wait([local.task])
+                await asyncio.wait([task])
             finally:
                 local.task = None
+            if not task.cancelled() and task.exception() is not None:
+                # The store failed under it. Dropped here, its claim goes stale and the job is
+                # adopted again (by this replica or another) once the store answers.
+                log.error("job %s stopped on an error", job_id, exc_info=task.exception())
+                self._drop(job_id)
 
     async def _guarded(self, job_id: str, local: _Local) -> None:
         """Run one job; a cancel by its requester or a shutdown past the deadline ends it."""
+        current_job.set(job_id)  # this task's log lines carry the job id
         try:
             await self._run(job_id, local)
         except asyncio.CancelledError:
-            if local.cancelled:
-                return  # settled by `cancel`
-            # Shutdown: the job goes back to the store's queue for the next start.
-            await self.store.transition(job_id, "queued", expect=_RUNNING)
+            if local.cancelled or local.lost:
+                return  # settled by `cancel`, or another replica has it now
+            # Shutdown: the job goes back to the store's queue, for anyone to take at once.
+            await self.store.transition(
+                job_id,
+                "queued",
+                expect=_RUNNING,
+                expect_owner=self.replica_id,
+                owner=None,
+                heartbeat_at=None,
+            )
             self._local.pop(job_id, None)
             raise
 
     async def _run(self, job_id: str, local: _Local) -> None:
-        job = await self.store.get_job(job_id)
-        if job is None:
+        job = await self.store.claim(job_id, self.replica_id, stale_after=self._stale_after)
+        if job is None:  # finished (cancelled elsewhere) or held by another replica
+            self._drop(job_id)
             return
         attempts = job.attempts + 1
         if job.state == "queued":
             started = await self.store.transition(
-                job_id, "running", expect=_QUEUED, attempts=attempts
+                job_id, "running", expect=_QUEUED, expect_owner=self.replica_id, attempts=attempts
             )
             if started is None:
+                self._drop(job_id)
                 return  # cancelled while it waited
             job = started
         if job.state == "running":
@@ -411,10 +482,15 @@ class RetouchService:
                 return
             path = await asyncio.to_thread(self._store_result, job, result)
             delivering = await self.store.transition(
-                job_id, "delivering", expect=_RUNNING, result_path=str(path)
+                job_id,
+                "delivering",
+                expect=_RUNNING,
+                expect_owner=self.replica_id,
+                result_path=str(path),
             )
-            if delivering is None:  # cancelled while the backend worked: discard
+            if delivering is None:  # cancelled (or taken over) while the backend worked
                 await asyncio.to_thread(_unlink_all, [path])
+                self._drop(job_id)
                 return
             job = delivering
         await self._deliver(job)
@@ -446,7 +522,9 @@ class RetouchService:
                     await self._fail(job, error)
                     return
                 await self._sleep(min(30.0, 2.0 ** (attempt - 1)))
-        done = await self.store.transition(job.id, "done", expect=_DELIVERING)
+        done = await self.store.transition(
+            job.id, "done", expect=_DELIVERING, expect_owner=self.replica_id
+        )
         await asyncio.to_thread(_unlink_all, [path])
         self._finish(job)
         if done is not None:
@@ -455,9 +533,14 @@ class RetouchService:
     async def _fail(self, job: Job, error: RetouchError) -> None:
         """Every failure is refunded: a photo that could not be retouched costs nothing."""
         failed = await self.store.transition(
-            job.id, "failed", expect=UNFINISHED_STATES, error_code=error.code
+            job.id,
+            "failed",
+            expect=UNFINISHED_STATES,
+            expect_owner=self.replica_id,
+            error_code=error.code,
         )
         if failed is None:
+            self._drop(job.id)
             return
         await self.store.refund(job.id)
         if failed.result_path:
@@ -467,8 +550,14 @@ class RetouchService:
         await self._emit(JobEvent("failed", failed, error=error))
 
     def _finish(self, job: Job) -> None:
-        self._local.pop(job.id, None)
-        load = self._users.get((job.platform, job.user_id))
+        self._drop(job.id)
+
+    def _drop(self, job_id: str) -> None:
+        """Forget a job here (settled, or no longer ours); no-op when already forgotten."""
+        local = self._local.pop(job_id, None)
+        if local is None:
+            return
+        load = self._users.get(local.user)
         if load is not None and load.in_flight > 0:
             load.in_flight -= 1
 
@@ -502,47 +591,112 @@ class RetouchService:
             if job is not None and job.state == "queued":
                 await self._emit(JobEvent("queued", job, position=position))
 
-    # --- recovery -------------------------------------------------------------------------
+    # --- recovery and adoption ------------------------------------------------------------
 
     async def _recover(self) -> None:
-        """Resume what a previous run left: re-run queued/running jobs, re-deliver the rest."""
-        for job in await self.store.unfinished_jobs():
-            if job.platform not in self._hooks:
-                log.info("job %s waits for its %s adapter", job.id, job.platform)
-                continue
-            self._users[(job.platform, job.user_id)].in_flight += 1
-            if job.attempts >= self.settings.jobs_max_attempts and job.state != "delivering":
-                await self._fail(job, RetouchError("the job failed too many times"))
-                continue
-            if job.state == "running":
-                requeued = await self.store.transition(job.id, "queued", expect=_RUNNING)
-                if requeued is None:
-                    continue
-                job = requeued
-            stored = job.result_path is not None and await asyncio.to_thread(
-                Path(job.result_path).exists
+        """Resume what a previous run left: re-run queued/running jobs, re-deliver the rest.
+
+        That is every unfinished job of a registered platform that no live replica holds: this
+        replica's own (a restart under the same id), unclaimed ones, and those of replicas
+        silent for `JOBS_STALE_AFTER_SECONDS`.
+        """
+        for job in await self.store.claim_stale(
+            self.replica_id,
+            stale_after=self._stale_after,
+            platforms=list(self._hooks),
+            include_own=True,
+            limit=1_000_000,
+        ):
+            await self._resume(job)
+
+    async def _adopt(self) -> int:
+        """Take over jobs whose replica went silent (or gave them back); how many."""
+        limit = max(1, 4 * self.settings.max_concurrent_jobs - len(self._queue))
+        adopted = await self.store.claim_stale(
+            self.replica_id, stale_after=self._stale_after, platforms=list(self._hooks), limit=limit
+        )
+        for job in adopted:
+            log.info("adopting job %s (%s) from %s", job.id, job.state, job.owner or "nobody")
+            await self._resume(job)
+        return len(adopted)
+
+    async def _resume(self, job: Job) -> None:
+        """Continue a job this replica has just claimed, from the state it was left in."""
+        if job.id in self._local:
+            return
+        local = self._local[job.id] = _Local((job.platform, job.user_id))
+        self._users[local.user].in_flight += 1
+        if job.attempts >= self.settings.jobs_max_attempts and job.state != "delivering":
+            await self._fail(job, RetouchError("the job failed too many times"))
+            return
+        if job.state == "running":
+            requeued = await self.store.transition(
+                job.id, "queued", expect=_RUNNING, expect_owner=self.replica_id
             )
-            if job.state == "delivering" and not stored:
-                requeued = await self.store.transition(job.id, "queued", expect=_DELIVERING)
-                if requeued is None:
-                    continue
-                job = requeued
-            log.info("resuming job %s (%s)", job.id, job.state)
-            if job.state == "delivering":
-                self._local[job.id] = _Local()
-                task = asyncio.create_task(self._redeliver(job))
-                self._local[job.id].task = task
-            else:
-                self._local[job.id] = _Local()
-                await self._enqueue(job.id)
+            if requeued is None:
+                self._drop(job.id)
+                return
+            job = requeued
+        stored = job.result_path is not None and await asyncio.to_thread(
+            Path(job.result_path).exists
+        )
+        if job.state == "delivering" and not stored:
+            requeued = await self.store.transition(
+                job.id, "queued", expect=_DELIVERING, expect_owner=self.replica_id
+            )
+            if requeued is None:
+                self._drop(job.id)
+                return
+            job = requeued
+        log.info("resuming job %s (%s)", job.id, job.state)
+        if job.state == "delivering":
+            local.task = asyncio.create_task(self._redeliver(job))
+        else:
+            await self._enqueue(job.id)
 
     async def _redeliver(self, job: Job) -> None:
+        current_job.set(job.id)
         try:
             await self._deliver(job)
         finally:
             local = self._local.get(job.id)
             if local is not None:
                 local.task = None
+
+    async def _keep_claims(self) -> None:
+        """Every `JOBS_HEARTBEAT_SECONDS`: heartbeat the jobs held here, then adopt orphans."""
+        while True:
+            await asyncio.sleep(self.settings.jobs_heartbeat_seconds)
+            try:
+                await self._heartbeat()
+                await self._adopt()
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception(
+                    "heartbeat failed; retrying in %gs", self.settings.jobs_heartbeat_seconds
+                )
+
+    async def _heartbeat(self) -> None:
+        ids = list(self._local)
+        if not ids:
+            return
+        held = set(await self.store.heartbeat(self.replica_id, ids))
+        for job_id in ids:
+            if job_id in held or job_id not in self._local:
+                continue
+            job = await self.store.get_job(job_id)
+            if job is None or job.owner == self.replica_id:
+                continue  # settling right now; its own task finishes the bookkeeping
+            local = self._local.get(job_id)
+            if local is None:
+                continue
+            log.warning("job %s was taken over by %s; dropping it here", job_id, job.owner)
+            self._queue.pop(job_id, None)
+            local.lost = True
+            if local.task is not None:
+                local.task.cancel()
+            self._drop(job_id)
 
 
 def _unlink_all(paths: list[Path]) -> None:

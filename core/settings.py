@@ -6,6 +6,7 @@ start-up with one line naming the setting, raised as `ConfigError`.
 
 from __future__ import annotations
 
+import hashlib
 import os
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -73,11 +74,16 @@ class Settings(BaseSettings):
     telegram_bot_token: SecretStr = SecretStr("")
     telegram_api_base_url: str = "https://api.telegram.org/bot"
     telegram_file_base_url: str = "https://api.telegram.org/file/bot"
+    telegram_webhook_url: str = ""
+    telegram_webhook_listen: str = "0.0.0.0:8443"
+    telegram_webhook_secret: SecretStr = SecretStr("")
     telegram_send_file_too: bool = False
     telegram_all_photos_chats: Annotated[list[int], NoDecode] = []
     telegram_album_wait_seconds: float = Field(1.0, ge=0, le=30)
     telegram_status_edit_interval_seconds: float = Field(3.0, ge=0, le=60)
     discord_bot_token: SecretStr = SecretStr("")
+    discord_api_base_url: str = ""
+    discord_gateway_url: str = ""
     discord_guild_ids: Annotated[list[int], NoDecode] = []
     discord_sync_commands: bool = True
     discord_shard_count: int | Literal["auto"] | None = None
@@ -109,6 +115,9 @@ class Settings(BaseSettings):
     jobs_shutdown_grace_seconds: float = Field(30.0, ge=0)
     jobs_heartbeat_seconds: float = Field(10.0, gt=0, le=3600)
     jobs_stale_after_seconds: float = Field(60.0, gt=0)
+
+    # --- operations -----------------------------------------------------------------------
+    ops_listen: str = ""
 
     # --- logging --------------------------------------------------------------------------
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
@@ -157,6 +166,25 @@ class Settings(BaseSettings):
             raise ValueError("must start with http:// or https://")
         return value
 
+    @field_validator("telegram_webhook_listen", "ops_listen")
+    @classmethod
+    def _listen_address(cls, value: str) -> str:
+        value = value.strip()
+        if value:
+            _, sep, port = value.rpartition(":")
+            if not sep or not port.isdigit() or not 0 < int(port) < 65536:
+                raise ValueError("must be host:port, e.g. 127.0.0.1:8080")
+        return value
+
+    @field_validator("telegram_webhook_url")
+    @classmethod
+    def _webhook_url(cls, value: str) -> str:
+        value = value.strip()
+        # Telegram's cloud calls only https:// webhooks; a self-hosted Bot API server may use http.
+        if value and not value.startswith(("https://", "http://")):
+            raise ValueError("must be an https:// URL")
+        return value
+
     @field_validator("quota_timezone")
     @classmethod
     def _known_zone(cls, value: str) -> str:
@@ -193,6 +221,20 @@ class Settings(BaseSettings):
         if self.retouch_backend == "auto":
             return "api" if self.retouch_api_key.get_secret_value() else "local"
         return self.retouch_backend
+
+    @property
+    def webhook_secret(self) -> str:
+        """The webhook's secret token: the setting, else one derived from the bot token.
+
+        Derived, every replica of a bot computes the same secret without sharing another value.
+        """
+        explicit = self.telegram_webhook_secret.get_secret_value()
+        if explicit:
+            return explicit
+        digest = hashlib.sha256(
+            b"retouch-bot webhook:" + self.telegram_bot_token.get_secret_value().encode()
+        )
+        return digest.hexdigest()[:48]
 
     @property
     def results_dir(self) -> Path:

@@ -28,12 +28,16 @@ import aiosqlite
 from core.jobs import JOB_STATES, UNFINISHED_STATES, Job, JobState, NewJob, Paid
 from core.store import (
     TRANSITION_FIELDS,
+    AlreadyImportedError,
     ChatQuotaExceededError,
     QuotaExceededError,
     Stats,
+    StoreDump,
     StoreError,
     Usage,
     UserSettings,
+    new_export_id,
+    unowned,
 )
 
 T = TypeVar("T")
@@ -99,6 +103,15 @@ MIGRATIONS: Final[list[tuple[str, ...]]] = [
             PRIMARY KEY (platform, user_id)
         )""",
     ),
+    # 2: which exports (`retouch-bot db import`) went into this store, so none goes in twice.
+    (
+        """CREATE TABLE store_imports (
+            export_id TEXT PRIMARY KEY,
+            source TEXT NOT NULL,
+            imported_at REAL NOT NULL,
+            counts TEXT NOT NULL
+        )""",
+    ),
 ]
 """Schema changes in order; after applying them all, `PRAGMA user_version` is `len(MIGRATIONS)`."""
 
@@ -109,6 +122,7 @@ _JOB_COLUMNS = (
 )
 # Only constants are formatted into SQL here and below; every value is a bound parameter.
 _INSERT_JOB = f"INSERT INTO jobs ({_JOB_COLUMNS}) VALUES ({', '.join('?' * 19)})"  # noqa: S608
+_INSERT_JOB_ONCE = f"{_INSERT_JOB} ON CONFLICT (id) DO NOTHING"
 _SELECT_JOBS = f"SELECT {_JOB_COLUMNS} FROM jobs"  # noqa: S608
 _COUNT_USER = (
     "INSERT INTO daily_usage (platform, user_id, day, used) VALUES (?, ?, ?, 1) "
@@ -118,6 +132,7 @@ _COUNT_CHAT = (
     "INSERT INTO chat_usage (platform, chat_id, day, used) VALUES (?, ?, ?, 1) "
     "ON CONFLICT (platform, chat_id, day) DO UPDATE SET used = chat_usage.used + 1"
 )
+_UNFINISHED_SQL = ", ".join(f"'{state}'" for state in sorted(UNFINISHED_STATES))
 _SQLITE_BUSY, _SQLITE_LOCKED = 5, 6
 _RETRY_SECONDS: Final = 30.0
 _MAX_BATCH: Final = 256
@@ -378,7 +393,13 @@ class SqliteStore:
     # --- quota ------------------------------------------------------------------------------
 
     async def reserve(
-        self, job: NewJob, *, day: str, user_limit: int | None, chat_limit: int | None
+        self,
+        job: NewJob,
+        *,
+        day: str,
+        user_limit: int | None,
+        chat_limit: int | None,
+        owner: str | None = None,
     ) -> Job:
         """Pay for `job` (daily allowance, then credits) and insert it as queued, atomically."""
         now = self._clock()
@@ -437,6 +458,8 @@ class SqliteStore:
                 paid=paid,
                 chat_counted=chat_limit is not None,
                 input_path=job.input_path,
+                owner=owner,
+                heartbeat_at=now if owner is not None else None,
             )
             conn.execute(_INSERT_JOB, _job_params(reserved))
             return reserved
@@ -520,9 +543,18 @@ class SqliteStore:
     # --- jobs -------------------------------------------------------------------------------
 
     async def transition(
-        self, job_id: str, to_state: JobState, *, expect: Collection[JobState], **fields: Any
+        self,
+        job_id: str,
+        to_state: JobState,
+        *,
+        expect: Collection[JobState],
+        expect_owner: str | None = None,
+        **fields: Any,
     ) -> Job | None:
-        """Compare-and-set the job's state (and `fields`); None if its state is not in `expect`."""
+        """Compare-and-set the job's state (and `fields`); None if its state is not in `expect`.
+
+        With `expect_owner`, also None unless that replica holds the job.
+        """
         unknown = set(fields) - TRANSITION_FIELDS
         if unknown:
             raise TypeError(f"transition() cannot set {', '.join(sorted(unknown))}")
@@ -531,15 +563,98 @@ class SqliteStore:
         names = sorted(fields)
         assignments = "".join(f", {name} = ?" for name in names)
         marks = ", ".join("?" * len(expect))
+        held = "" if expect_owner is None else " AND owner = ?"
         sql = (
             f"UPDATE jobs SET state = ?, updated_at = ?{assignments} "  # noqa: S608
-            f"WHERE id = ? AND state IN ({marks}) RETURNING {_JOB_COLUMNS}"
+            f"WHERE id = ? AND state IN ({marks}){held} RETURNING {_JOB_COLUMNS}"
         )
         params = (to_state, self._clock(), *(fields[n] for n in names), job_id, *expect)
+        if expect_owner is not None:
+            params = (*params, expect_owner)
 
         def work(conn: sqlite3.Connection) -> Job | None:
             row = conn.execute(sql, params).fetchone()
             return _row_to_job(row) if row else None
+
+        return await self._writer.run(work)
+
+    # --- claims (which replica holds which job) ------------------------------------------
+
+    async def claim(self, job_id: str, owner: str, *, stale_after: float) -> Job | None:
+        """Hold the job for `owner` unless a live other replica does; None when it can't."""
+        now = self._clock()
+        sql = (
+            f"UPDATE jobs SET owner = ?, heartbeat_at = ? "  # noqa: S608
+            f"WHERE id = ? AND state IN ({_UNFINISHED_SQL}) AND (owner IS NULL OR owner = ? "
+            f"OR heartbeat_at IS NULL OR heartbeat_at < ?) RETURNING {_JOB_COLUMNS}"
+        )
+        params = (owner, now, job_id, owner, now - stale_after)
+
+        def work(conn: sqlite3.Connection) -> Job | None:
+            row = conn.execute(sql, params).fetchone()
+            return _row_to_job(row) if row else None
+
+        return await self._writer.run(work)
+
+    async def claim_stale(
+        self,
+        owner: str,
+        *,
+        stale_after: float,
+        platforms: Collection[str],
+        include_own: bool = False,
+        limit: int = 100,
+    ) -> list[Job]:
+        """Claim unfinished jobs nobody holds (or whose holder went silent), oldest first."""
+        if not platforms or limit <= 0:
+            return []
+        now = self._clock()
+        kinds = sorted(platforms)
+        sql = (
+            f"UPDATE jobs SET owner = ?, heartbeat_at = ? WHERE id IN ("  # noqa: S608
+            f"SELECT id FROM jobs WHERE state IN ({_UNFINISHED_SQL}) "
+            f"AND platform IN ({', '.join('?' * len(kinds))}) "
+            "AND (owner IS NULL OR heartbeat_at IS NULL OR heartbeat_at < ? OR owner = ?) "
+            "AND (? OR owner IS NULL OR owner != ?) "
+            f"ORDER BY created_at, id LIMIT ?) RETURNING {_JOB_COLUMNS}"
+        )
+        params = (owner, now, *kinds, now - stale_after, owner, include_own, owner, limit)
+
+        def work(conn: sqlite3.Connection) -> list[Job]:
+            return [_row_to_job(row) for row in conn.execute(sql, params).fetchall()]
+
+        jobs = await self._writer.run(work)
+        return sorted(jobs, key=lambda job: (job.created_at, job.id))
+
+    async def heartbeat(self, owner: str, job_ids: Sequence[str]) -> list[str]:
+        """Refresh `owner`'s heartbeat on these jobs; the ids it still holds, unfinished."""
+        if not job_ids:
+            return []
+        now = self._clock()
+        sql = (
+            "UPDATE jobs SET heartbeat_at = ? WHERE owner = ? "  # noqa: S608
+            f"AND state IN ({_UNFINISHED_SQL}) AND id IN (SELECT value FROM json_each(?)) "
+            "RETURNING id"
+        )
+        params = (now, owner, json.dumps(list(job_ids)))
+
+        def work(conn: sqlite3.Connection) -> list[str]:
+            return [row[0] for row in conn.execute(sql, params).fetchall()]
+
+        return await self._writer.run(work)
+
+    async def release(self, owner: str, job_ids: Sequence[str]) -> int:
+        """Unclaim `owner`'s unfinished jobs among `job_ids`; how many were released."""
+        if not job_ids:
+            return 0
+        sql = (
+            "UPDATE jobs SET owner = NULL, heartbeat_at = NULL WHERE owner = ? "  # noqa: S608
+            f"AND state IN ({_UNFINISHED_SQL}) AND id IN (SELECT value FROM json_each(?))"
+        )
+        params = (owner, json.dumps(list(job_ids)))
+
+        def work(conn: sqlite3.Connection) -> int:
+            return conn.execute(sql, params).rowcount
 
         return await self._writer.run(work)
 
@@ -637,6 +752,105 @@ class SqliteStore:
             by_platform=by_platform,
             users=int(users[0][0]),
         )
+
+    # --- moving a store ------------------------------------------------------------------
+
+    async def export_dump(self) -> StoreDump:
+        """Counters, credits, settings and unfinished jobs, read in one transaction."""
+        now = self._clock()
+
+        def work(conn: sqlite3.Connection) -> StoreDump:
+            def rows(sql: str) -> list[Any]:
+                return [tuple(row) for row in conn.execute(sql).fetchall()]
+
+            return StoreDump(
+                export_id=new_export_id(),
+                source="sqlite",
+                schema_version=_user_version(conn),
+                exported_at=now,
+                daily_usage=rows(
+                    "SELECT platform, user_id, day, used FROM daily_usage "
+                    "WHERE used > 0 ORDER BY platform, user_id, day"
+                ),
+                chat_usage=rows(
+                    "SELECT platform, chat_id, day, used FROM chat_usage "
+                    "WHERE used > 0 ORDER BY platform, chat_id, day"
+                ),
+                credits=rows(
+                    "SELECT platform, user_id, balance FROM credits "
+                    "WHERE balance > 0 ORDER BY platform, user_id"
+                ),
+                user_settings=rows(
+                    "SELECT platform, user_id, default_fidelity, locale FROM user_settings "
+                    "ORDER BY platform, user_id"
+                ),
+                jobs=[
+                    _row_to_job(row)
+                    for row in conn.execute(
+                        f"{_SELECT_JOBS} WHERE state IN ({_UNFINISHED_SQL}) ORDER BY created_at, id"
+                    ).fetchall()
+                ],
+            )
+
+        return await self._writer.run(work)
+
+    async def import_dump(self, dump: StoreDump) -> dict[str, int]:
+        """Add the dump's rows in one transaction; refuses an export imported before."""
+        now = self._clock()
+
+        def work(conn: sqlite3.Connection) -> dict[str, int]:
+            done = conn.execute(
+                "SELECT imported_at FROM store_imports WHERE export_id = ?", (dump.export_id,)
+            ).fetchone()
+            if done is not None:
+                raise AlreadyImportedError(
+                    f"Export {dump.export_id} was already imported into this store; "
+                    "importing it again would count its quotas twice.",
+                    export_id=dump.export_id,
+                    imported_at=done[0],
+                )
+            conn.executemany(
+                "INSERT INTO daily_usage (platform, user_id, day, used) VALUES (?, ?, ?, ?) "
+                "ON CONFLICT (platform, user_id, day) "
+                "DO UPDATE SET used = daily_usage.used + excluded.used",
+                dump.daily_usage,
+            )
+            conn.executemany(
+                "INSERT INTO chat_usage (platform, chat_id, day, used) VALUES (?, ?, ?, ?) "
+                "ON CONFLICT (platform, chat_id, day) "
+                "DO UPDATE SET used = chat_usage.used + excluded.used",
+                dump.chat_usage,
+            )
+            conn.executemany(
+                "INSERT INTO credits (platform, user_id, balance) VALUES (?, ?, ?) "
+                "ON CONFLICT (platform, user_id) "
+                "DO UPDATE SET balance = credits.balance + excluded.balance",
+                dump.credits,
+            )
+            settings = 0
+            for row in dump.user_settings:
+                settings += conn.execute(
+                    "INSERT INTO user_settings (platform, user_id, default_fidelity, locale) "
+                    "VALUES (?, ?, ?, ?) ON CONFLICT (platform, user_id) DO NOTHING",
+                    row,
+                ).rowcount
+            jobs = 0
+            for job in dump.jobs:
+                params = _job_params(unowned(job))
+                jobs += conn.execute(_INSERT_JOB_ONCE, params).rowcount
+            counts = {
+                **dump.counts(),
+                "user_settings": settings,
+                "jobs": jobs,
+            }
+            conn.execute(
+                "INSERT INTO store_imports (export_id, source, imported_at, counts) "
+                "VALUES (?, ?, ?, ?)",
+                (dump.export_id, dump.source, now, json.dumps(counts)),
+            )
+            return counts
+
+        return await self._writer.run(work)
 
 
 def _user_version(conn: sqlite3.Connection) -> int:

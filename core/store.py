@@ -1,12 +1,16 @@
-"""The job and quota store interface every backend implements (SQLite today, PostgreSQL later).
+"""The job and quota store interface every backend implements: SQLite and PostgreSQL.
 
 Nothing above this interface knows which database runs or how many replicas share it: quota
-reservations are exact because each one is a single transaction inside the store.
+reservations are exact because each one is a single transaction inside the store, and a job is
+run by one replica at a time because a replica must hold its claim (`owner`, kept fresh by
+`heartbeat`) to move it; a claim left to go stale is taken over by another (`claim_stale`).
 """
 
 from __future__ import annotations
 
-from collections.abc import Collection
+import dataclasses
+import uuid
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Final, Protocol
 
@@ -74,18 +78,73 @@ class Stats:
     users: int = 0
 
 
+@dataclass(frozen=True, slots=True)
+class StoreDump:
+    """What `export_dump` takes out of a store and `import_dump` puts into another.
+
+    The quota state (usage counters of users and chats, granted credits), saved user settings
+    and the unfinished jobs; finished jobs are history and stay behind. `export_id` names this
+    export so that importing it twice is refused.
+    """
+
+    export_id: str
+    source: str
+    schema_version: int
+    exported_at: float
+    daily_usage: list[tuple[str, str, str, int]] = field(default_factory=list)
+    """(platform, user_id, day, used)"""
+    chat_usage: list[tuple[str, str, str, int]] = field(default_factory=list)
+    """(platform, chat_id, day, used)"""
+    credits: list[tuple[str, str, int]] = field(default_factory=list)
+    """(platform, user_id, balance)"""
+    user_settings: list[tuple[str, str, float | None, str | None]] = field(default_factory=list)
+    """(platform, user_id, default_fidelity, locale)"""
+    jobs: list[Job] = field(default_factory=list)
+
+    def counts(self) -> dict[str, int]:
+        return {
+            "daily_usage": len(self.daily_usage),
+            "chat_usage": len(self.chat_usage),
+            "credits": len(self.credits),
+            "user_settings": len(self.user_settings),
+            "jobs": len(self.jobs),
+        }
+
+
+def new_export_id() -> str:
+    """A fresh `StoreDump.export_id`."""
+    return uuid.uuid4().hex
+
+
+def unowned(job: Job) -> Job:
+    """The job as an import writes it: held by no replica, for any of them to adopt."""
+    return dataclasses.replace(job, owner=None, heartbeat_at=None)
+
+
+class AlreadyImportedError(StoreError):
+    """This export was imported into this store before; importing it again would double it."""
+
+    code = "already_imported"
+
+
 class JobStore(Protocol):
     """Jobs, daily usage counters, granted credits and user settings, kept transactionally."""
 
     async def reserve(
-        self, job: NewJob, *, day: str, user_limit: int | None, chat_limit: int | None
+        self,
+        job: NewJob,
+        *,
+        day: str,
+        user_limit: int | None,
+        chat_limit: int | None,
+        owner: str | None = None,
     ) -> Job:
         """Pay for `job` and insert it as `queued`, in one transaction.
 
         Paid from the daily allowance while `used < user_limit`, else from granted credits;
         `user_limit=None` is unlimited (paid "free", still counted). `chat_limit` (groups) is
         checked and counted too. Raises `QuotaExceededError` / `ChatQuotaExceededError` having
-        changed nothing.
+        changed nothing. With `owner`, the job is born claimed by that replica (heartbeat now).
         """
         ...
 
@@ -94,12 +153,53 @@ class JobStore(Protocol):
         ...
 
     async def transition(
-        self, job_id: str, to_state: JobState, *, expect: Collection[JobState], **fields: Any
+        self,
+        job_id: str,
+        to_state: JobState,
+        *,
+        expect: Collection[JobState],
+        expect_owner: str | None = None,
+        **fields: Any,
     ) -> Job | None:
         """Move a job to `to_state` only if its state is in `expect`; None if it was not.
 
-        `fields` may set the columns in `TRANSITION_FIELDS`; `updated_at` is always set.
+        With `expect_owner`, only while that replica holds the job. `fields` may set the columns
+        in `TRANSITION_FIELDS`; `updated_at` is always set.
         """
+        ...
+
+    async def claim(self, job_id: str, owner: str, *, stale_after: float) -> Job | None:
+        """Make `owner` the job's holder (heartbeat now) and return the job.
+
+        Succeeds while the job is unfinished and held by nobody, by `owner` already, or by a
+        replica whose heartbeat is older than `stale_after` seconds; otherwise None. Of several
+        replicas claiming one job at once, exactly one gets it.
+        """
+        ...
+
+    async def claim_stale(
+        self,
+        owner: str,
+        *,
+        stale_after: float,
+        platforms: Collection[str],
+        include_own: bool = False,
+        limit: int = 100,
+    ) -> list[Job]:
+        """Claim up to `limit` unfinished jobs of `platforms` nobody holds any more, oldest first.
+
+        "Nobody" is no owner, or an owner silent for `stale_after` seconds; with `include_own`
+        also the jobs `owner` itself holds (a restart under the same replica id). Each job is
+        returned to one caller only, however many replicas look at once.
+        """
+        ...
+
+    async def heartbeat(self, owner: str, job_ids: Sequence[str]) -> list[str]:
+        """Refresh `owner`'s claim on these jobs; returns the ids it still holds (unfinished)."""
+        ...
+
+    async def release(self, owner: str, job_ids: Sequence[str]) -> int:
+        """Give up `owner`'s claim on these unfinished jobs, for any replica to take at once."""
         ...
 
     async def get_job(self, job_id: str) -> Job | None:
@@ -148,13 +248,48 @@ class JobStore(Protocol):
         """Counts of the jobs reserved on quota day `day`."""
         ...
 
+    async def schema_version(self) -> int:
+        """The version of the store's schema (the number of migrations applied)."""
+        ...
+
+    async def export_dump(self) -> StoreDump:
+        """A consistent copy of the quota state, settings and unfinished jobs."""
+        ...
+
+    async def import_dump(self, dump: StoreDump) -> dict[str, int]:
+        """Add a dump to this store in one transaction; returns the rows taken per kind.
+
+        Counters and credits are added to what is there, saved settings already here win, and
+        jobs come unowned (any replica adopts them). `AlreadyImportedError` when this dump's
+        `export_id` was imported before; then nothing changes.
+        """
+        ...
+
     async def close(self) -> None:
         """Release the connections; the store is unusable afterwards."""
         ...
 
 
+def describe_store(settings: Settings) -> str:
+    """Which store the settings name, for people: the URL without its password, or the path."""
+    url = settings.database_url.get_secret_value()
+    if url:
+        from core.postgres_store import redact_url
+
+        return f"PostgreSQL at {redact_url(url)}"
+    return f"SQLite at {settings.database_path}"
+
+
 async def open_store(settings: Settings) -> JobStore:
-    """The store the settings name: SQLite at `DATABASE_PATH` (the embedded default)."""
+    """The store the settings name: PostgreSQL when `DATABASE_URL` is set, else SQLite.
+
+    Opening creates the schema or migrates it to this program's version.
+    """
+    url = settings.database_url.get_secret_value()
+    if url:
+        from core.postgres_store import PostgresStore
+
+        return await PostgresStore.open(url, max_size=settings.database_pool_size)
     from core.sqlite_store import SqliteStore
 
     return await SqliteStore.open(settings.database_path)

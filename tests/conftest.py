@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import io
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import numpy as np
 import pytest
 from PIL import Image
+
+from tests.pg import PgServer
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 PORTRAIT_PATH = EXAMPLES / "portrait.jpg"
@@ -17,7 +20,13 @@ PORTRAIT_PATH = EXAMPLES / "portrait.jpg"
 def _isolated_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     """No test reads the developer's `.env` or real tokens, and data goes to a temporary folder."""
     monkeypatch.chdir(tmp_path)
-    for name in ("RETOUCH_API_KEY", "TELEGRAM_BOT_TOKEN", "DISCORD_BOT_TOKEN", "DATABASE_URL"):
+    for name in (
+        "RETOUCH_API_KEY",
+        "TELEGRAM_BOT_TOKEN",
+        "DISCORD_BOT_TOKEN",
+        "DATABASE_URL",
+        "REPLICA_ID",
+    ):
         monkeypatch.delenv(name, raising=False)
 
 
@@ -41,3 +50,19 @@ def no_face_bytes() -> bytes:
     buffer = io.BytesIO()
     Image.fromarray(rgb.astype(np.uint8)).save(buffer, format="JPEG", quality=90)
     return buffer.getvalue()
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> Iterator[PgServer]:
+    """One PostgreSQL server for the session (pgserver, or `RETOUCH_TEST_DATABASE_URL`)."""
+    server = PgServer.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+async def postgres_url(postgres_server: PgServer) -> AsyncIterator[str]:
+    """The URL of a fresh, empty database on the session's server, dropped after the test."""
+    url = await postgres_server.create_database()
+    yield url
+    await postgres_server.drop_database(url)

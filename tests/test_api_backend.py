@@ -107,6 +107,15 @@ def backend(client: httpx.AsyncClient, upstream: FakeUpstream, sleep: RecordingS
 # --- the request --------------------------------------------------------------------------
 
 
+@pytest.mark.parametrize("model", ["retouch", '模型 "x"', "@@retouch-image-slot-5f1c9a@@"])
+def test_the_body_is_the_payload_as_json(
+    client: httpx.AsyncClient, sleep: RecordingSleep, image: PreparedImage, model: str
+) -> None:
+    """The body is spliced around the base64 for speed; it is exactly the payload's JSON."""
+    backend = make_backend(client, "http://upstream.test/v1", sleep, model=model)
+    assert json.loads(backend.build_body(image, 0.3)) == backend.build_payload(image, 0.3)
+
+
 @pytest.mark.parametrize("fidelity", [0.1, 0.3, 0, 1])
 async def test_request_matches_the_contract(
     backend: ApiBackend, upstream: FakeUpstream, image: PreparedImage, fidelity: float

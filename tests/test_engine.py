@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from core import engine
 from core.engine import FaceBox, detect_faces, retouch_image
 from core.errors import FidelityError, NoFaceError
 
@@ -42,6 +43,22 @@ def near(box: FaceBox, expected: FaceBox, tolerance: float) -> bool:
 def test_finds_the_one_face_in_the_sample(portrait_rgb: np.ndarray) -> None:
     [face] = detect_faces(portrait_rgb)
     assert near(face, FACE, 0.1)
+
+
+@pytest.mark.parametrize("size", [(512, 512), (1024, 512), (1280, 960), (2048, 2048)])
+def test_the_quick_first_look_finds_the_boxes_a_full_search_finds(
+    portrait_rgb: np.ndarray, size: tuple[int, int], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    if size == (1024, 512):
+        rgb = np.ascontiguousarray(np.hstack([portrait_rgb, portrait_rgb]))
+    else:
+        rgb = np.asarray(Image.fromarray(portrait_rgb).resize(size, Image.Resampling.LANCZOS))
+    quick = sorted(detect_faces(rgb), key=lambda f: f.x)
+    monkeypatch.setattr(engine, "_COARSE_SIDE", 10**6)  # the full search only
+    full = sorted(detect_faces(rgb), key=lambda f: f.x)
+    assert len(quick) == len(full) >= 1
+    for a, b in zip(quick, full, strict=True):
+        assert near(a, b, 0.06)
 
 
 def test_finds_a_face_in_a_large_photo_at_its_scale(portrait_rgb: np.ndarray) -> None:

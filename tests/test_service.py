@@ -1,4 +1,8 @@
-"""RetouchService: admission, the worker pool, settlement, cancel, forget, shutdown and recovery."""
+"""RetouchService: admission, the worker pool, settlement, cancel, forget, shutdown and recovery.
+
+The tests built on `make_service` run on SQLite and on PostgreSQL; the replica tests at the end
+run two services on one store, as two processes would.
+"""
 
 from __future__ import annotations
 
@@ -7,6 +11,7 @@ import os
 import signal
 import sys
 import textwrap
+import time
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
@@ -20,10 +25,13 @@ from core.errors import (
     TooManyInFlightError,
 )
 from core.jobs import JobState, NewJob
+from core.postgres_store import PostgresStore
 from core.quota import day_key
 from core.service import RetouchService
+from core.settings import Settings
 from core.sqlite_store import SqliteStore
-from core.store import QuotaExceededError
+from core.store import JobStore, QuotaExceededError
+from tests.pg import PgServer
 from tests.service_fakes import (
     EchoBackend,
     FailingBackend,
@@ -48,19 +56,27 @@ class Clock:
 ServiceFactory = Callable[..., Any]
 
 
-@pytest.fixture
-async def make_service(tmp_path: Path) -> AsyncIterator[ServiceFactory]:
-    """Builds started services over one SQLite file; everything is shut down at the end."""
-    made: list[tuple[RetouchService, SqliteStore]] = []
+@pytest.fixture(params=["sqlite", "postgresql"])
+async def make_service(
+    request: pytest.FixtureRequest, tmp_path: Path
+) -> AsyncIterator[ServiceFactory]:
+    """Builds started services over one store (SQLite file or PostgreSQL database); everything
+    is shut down at the end. Each service has a store of its own, like a process would."""
+    made: list[tuple[RetouchService, JobStore]] = []
+    server: PgServer | None = None
+    url = ""
+    if request.param == "postgresql":
+        server = request.getfixturevalue("postgres_server")
+        url = await server.create_database()
 
     async def make(
         backend: Any = None,
         hooks: RecordingHooks | None = None,
-        clock: Clock | None = None,
+        clock: Callable[[], float] | None = None,
         **overrides: Any,
     ) -> tuple[RetouchService, RecordingHooks]:
-        settings = service_settings(tmp_path, **overrides)
-        store = await SqliteStore.open(settings.database_path, clock=clock or Clock())
+        settings = service_settings(tmp_path, database_url=url, **overrides)
+        store = await open_store_with_clock(settings, clock or Clock())
         service = RetouchService(
             settings, store, backend or EchoBackend(), clock=clock or Clock(), sleep=no_sleep
         )
@@ -74,6 +90,15 @@ async def make_service(tmp_path: Path) -> AsyncIterator[ServiceFactory]:
     for service, store in made:
         await service.shutdown(grace=0)
         await store.close()
+    if server is not None:
+        await server.drop_database(url)
+
+
+async def open_store_with_clock(settings: Settings, clock: Callable[[], float]) -> JobStore:
+    url = settings.database_url.get_secret_value()
+    if url:
+        return await PostgresStore.open(url, clock=clock)
+    return await SqliteStore.open(settings.database_path, clock=clock)
 
 
 async def used(service: RetouchService, user: str) -> int:
@@ -495,3 +520,99 @@ async def test_old_results_are_swept(make_service: ServiceFactory, tmp_path: Pat
     os.utime(fresh, (NOW - 60, NOW - 60))
     assert await service.sweep_results() == 1
     assert sorted(p.name for p in service.results_dir.iterdir()) == ["fresh.jpg"]
+
+
+# --- replicas: several services on one store ---------------------------------------------
+
+FAST_CLAIMS = {"jobs_heartbeat_seconds": 0.05, "jobs_stale_after_seconds": 0.3}
+MANUAL_CLAIMS = {"jobs_heartbeat_seconds": 1000, "jobs_stale_after_seconds": 3000}
+"""Heartbeats far apart in real time: the tests beat and adopt by hand, on a clock they move."""
+
+
+async def test_a_replica_never_takes_a_live_replicas_jobs(
+    make_service: ServiceFactory, portrait_bytes: bytes
+) -> None:
+    clock = Clock()
+    backend = EchoBackend(gated=True)
+    a, a_hooks = await make_service(
+        backend=backend, clock=clock, replica_id="a", max_concurrent_jobs=1, **MANUAL_CLAIMS
+    )
+    b, b_hooks = await make_service(clock=clock, replica_id="b", **MANUAL_CLAIMS)
+    jobs = [(await a.submit(request_for(str(u), portrait_bytes)))[0] for u in range(4)]
+    await backend.wait_started(1)  # one in a's backend, three in a's queue
+    for _ in range(3):
+        clock.now += 2999
+        await a._heartbeat()
+        assert await b._adopt() == 0  # a's claims are fresh
+    assert (b.running_count, b.queue_depth, b_hooks.events) == (0, 0, [])
+    backend.gate.set()
+    await a_hooks.wait_for("done", 4)
+    assert [j.id for j, _ in a_hooks.delivered] == [j.id for j in jobs]
+    assert all(j.owner == "a" for j in jobs)
+
+
+async def test_a_silent_replicas_jobs_are_adopted_and_delivered_once(
+    make_service: ServiceFactory, portrait_bytes: bytes
+) -> None:
+    clock = Clock()
+    stuck = EchoBackend(gated=True)
+    a, a_hooks = await make_service(
+        backend=stuck, clock=clock, replica_id="a", max_concurrent_jobs=2, **MANUAL_CLAIMS
+    )
+    b_hooks = RecordingHooks(inputs={f"file-of-{u}": portrait_bytes for u in range(5)})
+    b, _ = await make_service(hooks=b_hooks, clock=clock, replica_id="b", **MANUAL_CLAIMS)
+    jobs = [(await a.submit(request_for(str(u), portrait_bytes)))[0] for u in range(5)]
+    await stuck.wait_started(2)  # two in a's backend, three waiting in a's queue
+
+    clock.now += 3001  # a stalls: no heartbeat for longer than the stale limit
+    assert await b._adopt() == 5
+    await b_hooks.wait_for("done", 5)
+    assert sorted(j.id for j, _ in b_hooks.delivered) == sorted(j.id for j in jobs)
+    assert [e.kind for e in b_hooks.events if e.job.id == jobs[0].id][-1] == "done"
+
+    await a._heartbeat()  # a wakes up, sees b holds its jobs now, and lets them go
+    assert (a.running_count, a.queue_depth) == (0, 0)
+    stuck.gate.set()
+    await asyncio.sleep(0.2)
+    assert a_hooks.delivered == [] and stuck.finished == 0
+    for user in range(5):
+        assert await used(b, str(user)) == 1
+    assert await b.store.unfinished_jobs() == []
+
+
+async def test_the_heartbeat_loop_adopts_a_dead_replicas_jobs(
+    make_service: ServiceFactory, portrait_bytes: bytes
+) -> None:
+    """The same with real time and the service's own heartbeat task."""
+    stuck = EchoBackend(gated=True)
+    a, _ = await make_service(
+        backend=stuck, clock=time.time, replica_id="a", max_concurrent_jobs=1, **FAST_CLAIMS
+    )
+    b_hooks = RecordingHooks(inputs={f"file-of-{u}": portrait_bytes for u in range(2)})
+    await make_service(hooks=b_hooks, clock=time.time, replica_id="b", **FAST_CLAIMS)
+    for user in range(2):
+        await a.submit(request_for(str(user), portrait_bytes))
+    await stuck.wait_started(1)
+    assert a._keeper is not None
+    a._keeper.cancel()  # a dies, as far as the store can tell
+    await b_hooks.wait_for("done", 2)
+    assert len(b_hooks.delivered) == 2
+
+
+async def test_shutdown_hands_the_queue_to_another_replica_at_once(
+    make_service: ServiceFactory, portrait_bytes: bytes
+) -> None:
+    backend = EchoBackend(gated=True)
+    a, _ = await make_service(
+        backend=backend, clock=time.time, replica_id="a", max_concurrent_jobs=1, **FAST_CLAIMS
+    )
+    slow = {"jobs_heartbeat_seconds": 0.05, "jobs_stale_after_seconds": 3600}
+    b_hooks = RecordingHooks(inputs={f"file-of-{u}": portrait_bytes for u in range(3)})
+    await make_service(hooks=b_hooks, clock=time.time, replica_id="b", **slow)
+    jobs = [(await a.submit(request_for(str(u), portrait_bytes)))[0] for u in range(3)]
+    await backend.wait_started(1)
+    await a.shutdown(grace=0)
+    left = [await a.store.get_job(j.id) for j in jobs]
+    assert [(j.state, j.owner) for j in left if j] == [("queued", None)] * 3
+    await b_hooks.wait_for("done", 3)  # no stale wait: the jobs were given back
+    assert sorted(j.id for j, _ in b_hooks.delivered) == sorted(j.id for j in jobs)

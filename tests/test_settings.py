@@ -77,3 +77,20 @@ def test_env_example_lists_every_setting() -> None:
     }
     missing = {name.upper() for name in Settings.model_fields} - names
     assert not missing, f".env.example lacks {sorted(missing)}"
+
+
+def test_store_and_replica_settings(monkeypatch: pytest.MonkeyPatch) -> None:
+    s = load_settings()
+    assert (s.database_pool_size, s.replica_id) == (10, "")
+    assert (s.jobs_heartbeat_seconds, s.jobs_stale_after_seconds) == (10.0, 60.0)
+    monkeypatch.setenv("DATABASE_URL", "postgresql+asyncpg://bot:pw@db/retouch")
+    assert load_settings().database_url.get_secret_value().startswith("postgresql+asyncpg://")
+    monkeypatch.setenv("DATABASE_URL", "mysql://bot:pw@db/retouch")
+    with pytest.raises(ConfigError) as caught:
+        load_settings()
+    assert str(caught.value) == "DATABASE_URL: must be empty or a postgresql:// URL"
+    monkeypatch.delenv("DATABASE_URL")
+    monkeypatch.setenv("JOBS_HEARTBEAT_SECONDS", "30")
+    with pytest.raises(ConfigError) as caught:
+        load_settings()
+    assert str(caught.value).startswith("JOBS_STALE_AFTER_SECONDS: must be more than twice")

@@ -1,7 +1,8 @@
-"""The job/quota store: exact reservations under concurrency, refunds, state changes, forgetting.
+"""The job/quota store: exact reservations under concurrency, refunds, state changes, claims.
 
-Every test but the SQLite-specific ones at the end runs against each store in `STORES`, so a new
-backend (PostgreSQL) proves itself by adding its name there and a branch to `open_store`.
+Every test but the store-specific ones at the end runs against each store in `STORES`: SQLite in
+a temporary folder, and PostgreSQL in a fresh database on the session's server (see `tests/pg.py`).
+"Two stores" are two instances on one database, as two processes or replicas would have.
 """
 
 from __future__ import annotations
@@ -9,15 +10,19 @@ from __future__ import annotations
 import asyncio
 import sqlite3
 from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
+import core.postgres_store
 import core.sqlite_store
 from core.jobs import NewJob, Platform
+from core.postgres_store import PostgresStore
 from core.quota import QuotaPolicy
 from core.sqlite_store import MIGRATIONS, SqliteStore
 from core.store import (
+    AlreadyImportedError,
     ChatQuotaExceededError,
     JobStore,
     QuotaExceededError,
@@ -25,8 +30,9 @@ from core.store import (
     Usage,
     UserSettings,
 )
+from tests.pg import PgServer
 
-STORES = ["sqlite"]
+STORES = ["sqlite", "postgresql"]
 DAY = "2026-11-27"
 T0 = 1_795_000_000.0  # 2026-11-18 11:06 UTC
 
@@ -58,16 +64,26 @@ async def open_store(
 ) -> AsyncIterator[StoreFactory]:
     """Opens stores on one shared database, as separate processes would; closes them after."""
     opened: list[JobStore] = []
+    server: PgServer | None = None
+    url = ""
+    if request.param == "postgresql":
+        server = request.getfixturevalue("postgres_server")
+        url = await server.create_database()
 
     async def factory() -> JobStore:
-        assert request.param == "sqlite"
-        store = await SqliteStore.open(tmp_path / "data" / "jobs.db", clock=clock)
+        store: JobStore
+        if request.param == "sqlite":
+            store = await SqliteStore.open(tmp_path / "data" / "jobs.db", clock=clock)
+        else:
+            store = await PostgresStore.open(url, clock=clock)
         opened.append(store)
         return store
 
     yield factory
     for store in opened:
         await store.close()
+    if server is not None:
+        await server.drop_database(url)
 
 
 @pytest.fixture
@@ -428,6 +444,255 @@ async def test_forget_deletes_the_user_but_not_todays_quota(store: JobStore) -> 
     assert await store.forget("telegram", "u1", today=DAY) == []
 
 
+# --- claims: which replica holds which job -------------------------------------------------
+
+STALE = 60.0
+
+
+async def test_a_job_reserved_for_a_replica_is_born_claimed(
+    store: JobStore, clock: FakeClock
+) -> None:
+    mine = await store.reserve(job(), day=DAY, user_limit=5, chat_limit=None, owner="a")
+    assert (mine.owner, mine.heartbeat_at) == ("a", clock.now)
+    assert await store.get_job(mine.id) == mine
+    loose = await store.reserve(job(), day=DAY, user_limit=5, chat_limit=None)
+    assert (loose.owner, loose.heartbeat_at) == (None, None)
+
+
+async def test_claim_is_refused_while_the_holder_is_alive_and_taken_when_it_is_stale(
+    store: JobStore, clock: FakeClock
+) -> None:
+    held = await store.reserve(job(), day=DAY, user_limit=5, chat_limit=None, owner="a")
+    clock.advance(STALE - 1)
+    assert await store.claim(held.id, "b", stale_after=STALE) is None
+    again = await store.claim(held.id, "a", stale_after=STALE)  # the holder itself: yes
+    assert again is not None and (again.owner, again.heartbeat_at) == ("a", clock.now)
+
+    clock.advance(STALE + 1)  # "a" fell silent
+    taken = await store.claim(held.id, "b", stale_after=STALE)
+    assert taken is not None and (taken.owner, taken.heartbeat_at) == ("b", clock.now)
+    # The old holder can no longer move it; the new one can.
+    assert await store.transition(held.id, "running", expect=["queued"], expect_owner="a") is None
+    running = await store.transition(held.id, "running", expect=["queued"], expect_owner="b")
+    assert running is not None and running.owner == "b"
+
+    loose = await store.reserve(job(), day=DAY, user_limit=5, chat_limit=None)
+    assert (await store.claim(loose.id, "c", stale_after=STALE)) is not None  # nobody held it
+    await store.transition(loose.id, "done", expect=["queued"])
+    assert await store.claim(loose.id, "c", stale_after=STALE) is None  # finished
+    assert await store.claim("no-such-job", "c", stale_after=STALE) is None
+
+
+async def test_simultaneous_claims_of_one_job_give_it_to_exactly_one_replica(
+    open_store: StoreFactory,
+) -> None:
+    a, b = await open_store(), await open_store()
+    reserved = await a.reserve(job(), day=DAY, user_limit=5, chat_limit=None)
+    claims = await asyncio.gather(
+        *((a, b)[i % 2].claim(reserved.id, f"replica-{i}", stale_after=STALE) for i in range(20))
+    )
+    winners = [c for c in claims if c is not None]
+    assert len(winners) == 1
+    stored = await b.get_job(reserved.id)
+    assert stored is not None and stored.owner == winners[0].owner
+
+
+async def test_claim_stale_adopts_orphans_oldest_first_and_only_once(
+    open_store: StoreFactory, clock: FakeClock
+) -> None:
+    a, b = await open_store(), await open_store()
+
+    async def reserve(owner: str | None, platform: Platform = "telegram") -> str:
+        clock.advance(1)
+        new = job(platform=platform)
+        return (await a.reserve(new, day=DAY, user_limit=None, chat_limit=None, owner=owner)).id
+
+    dead = [await reserve("dead") for _ in range(3)]
+    loose = await reserve(None)
+    discord = await reserve("dead", platform="discord")
+    done = await reserve("dead")
+    await a.transition(done, "done", expect=["queued"])
+    clock.advance(STALE + 1)  # everything so far is stale now
+    alive = await reserve("alive")
+    own = await reserve("me")
+    assert alive
+
+    taken = await a.claim_stale("me", stale_after=STALE, platforms=["telegram"], limit=2)
+    assert [j.id for j in taken] == dead[:2]
+    assert all(j.owner == "me" and j.heartbeat_at == clock.now for j in taken)
+    rest = await b.claim_stale("me", stale_after=STALE, platforms=["telegram"])
+    assert [j.id for j in rest] == [dead[2], loose]  # not: discord, done, alive, own (fresh)
+    assert await b.claim_stale("me", stale_after=STALE, platforms=["telegram"]) == []
+    assert await b.claim_stale("me", stale_after=STALE, platforms=[]) == []
+    restart = await b.claim_stale(
+        "me", stale_after=STALE, platforms=["telegram", "discord"], include_own=True
+    )
+    assert {j.id for j in restart} == {*dead, loose, own, discord}
+
+
+async def test_two_replicas_adopting_at_once_never_share_a_job(
+    open_store: StoreFactory, clock: FakeClock
+) -> None:
+    a, b = await open_store(), await open_store()
+    ids = {
+        (await a.reserve(job(), day=DAY, user_limit=None, chat_limit=None, owner="dead")).id
+        for _ in range(40)
+    }
+    clock.advance(STALE + 1)
+    batches = await asyncio.gather(
+        *(
+            (a, b)[i % 2].claim_stale(f"r{i}", stale_after=STALE, platforms=["telegram"], limit=7)
+            for i in range(10)
+        )
+    )
+    adopted = [j.id for batch in batches for j in batch]
+    assert len(adopted) == len(set(adopted)) == 40
+    assert set(adopted) == ids
+
+
+async def test_heartbeat_keeps_a_claim_and_reports_what_is_still_held(
+    store: JobStore, clock: FakeClock
+) -> None:
+    first = await store.reserve(job(), day=DAY, user_limit=9, chat_limit=None, owner="a")
+    second = await store.reserve(job(), day=DAY, user_limit=9, chat_limit=None, owner="a")
+    finished = await store.reserve(job(), day=DAY, user_limit=9, chat_limit=None, owner="a")
+    others = await store.reserve(job(), day=DAY, user_limit=9, chat_limit=None, owner="b")
+    await store.transition(finished.id, "done", expect=["queued"])
+    assert await store.heartbeat("a", []) == []
+
+    for _ in range(3):
+        clock.advance(STALE - 1)
+        held = await store.heartbeat("a", [first.id, second.id, finished.id, others.id, "nope"])
+        assert sorted(held) == sorted([first.id, second.id])
+    assert await store.claim(first.id, "b", stale_after=STALE) is None  # still alive
+    stored = await store.get_job(first.id)
+    assert stored is not None and stored.heartbeat_at == clock.now
+    taken = await store.claim(others.id, "c", stale_after=STALE)  # "b" never beat
+    assert taken is not None
+    assert await store.heartbeat("b", [others.id]) == []  # "b" learns it lost the job
+
+
+async def test_release_lets_anyone_take_the_job_at_once(store: JobStore) -> None:
+    held = await store.reserve(job(), day=DAY, user_limit=9, chat_limit=None, owner="a")
+    other = await store.reserve(job(), day=DAY, user_limit=9, chat_limit=None, owner="b")
+    assert await store.release("a", [held.id, other.id]) == 1
+    released = await store.get_job(held.id)
+    assert released is not None and (released.owner, released.heartbeat_at) == (None, None)
+    assert (await store.get_job(other.id)) == other
+    taken = await store.claim_stale("c", stale_after=STALE, platforms=["telegram"])
+    assert [j.id for j in taken] == [held.id]
+    assert await store.release("a", []) == 0
+
+
+# --- moving a store: export and import ------------------------------------------------------
+
+
+async def fill(store: JobStore, clock: FakeClock) -> dict[str, str]:
+    """Counters of users and chats on two days, credits, settings, and jobs in four states."""
+    ids: dict[str, str] = {}
+    await store.grant("telegram", "u1", 4)
+    await store.grant("discord", "d1", 2)
+    for day in ("2026-11-25", DAY):
+        past = await store.reserve(job("u1", chat="g"), day=day, user_limit=9, chat_limit=5)
+        await store.transition(past.id, "done", expect=["queued"])
+    clock.advance(1)
+    queued = await store.reserve(job("u2"), day=DAY, user_limit=9, chat_limit=None, owner="old")
+    clock.advance(1)
+    running = await store.reserve(job("u3"), day=DAY, user_limit=1, chat_limit=None)
+    await store.transition(running.id, "running", expect=["queued"], attempts=1, owner="old")
+    clock.advance(1)
+    # No daily allowance (limit 0): paid from a credit.
+    delivering = await store.reserve(
+        job("d1", platform="discord"), day=DAY, user_limit=0, chat_limit=None
+    )
+    await store.transition(
+        delivering.id, "delivering", expect=["queued"], result_path="data/results/x.jpg"
+    )
+    done = await store.reserve(job("u1"), day=DAY, user_limit=9, chat_limit=None)
+    await store.transition(done.id, "done", expect=["queued"])
+    await store.set_default_fidelity("telegram", "u1", 0.35)
+    await store.set_default_fidelity("discord", "d1", 0.7)
+    ids.update(queued=queued.id, running=running.id, delivering=delivering.id, done=done.id)
+    return ids
+
+
+@pytest.mark.parametrize("direction", ["sqlite-to-postgresql", "postgresql-to-sqlite"])
+async def test_export_then_import_keeps_quotas_grants_settings_and_unfinished_jobs(
+    direction: str, tmp_path: Path, postgres_url: str, clock: FakeClock
+) -> None:
+    sqlite = await SqliteStore.open(tmp_path / "jobs.db", clock=clock)
+    postgres = await PostgresStore.open(postgres_url, clock=clock)
+    source, target = (sqlite, postgres) if direction.startswith("sqlite") else (postgres, sqlite)
+    try:
+        ids = await fill(source, clock)
+        unfinished = await source.unfinished_jobs()
+        dump = await source.export_dump()
+        assert dump.source == direction.split("-")[0] and dump.schema_version == 2
+        assert [j.id for j in dump.jobs] == [ids["queued"], ids["running"], ids["delivering"]]
+
+        counts = await target.import_dump(dump)
+        assert counts == {
+            "daily_usage": 4,  # u1 on two days, u2 and u3 today (d1 paid with a credit)
+            "chat_usage": 2,
+            "credits": 2,
+            "user_settings": 2,
+            "jobs": 3,
+        }
+
+        async def state(store: JobStore) -> list[object]:
+            return [
+                await store.usage("telegram", "u1", "2026-11-25"),
+                await store.usage("telegram", "u1", DAY),
+                await store.usage("telegram", "u2", DAY),
+                await store.usage("telegram", "u3", DAY),
+                await store.usage("discord", "d1", DAY),
+                await store.chat_usage("telegram", "g", DAY),
+                await store.chat_usage("telegram", "g", "2026-11-25"),
+                await store.get_user_settings("telegram", "u1"),
+                await store.get_user_settings("discord", "d1"),
+            ]
+
+        assert await state(target) == await state(source)
+        assert await target.usage("telegram", "u1", DAY) == Usage(used=2, credits=4)
+        assert await target.usage("discord", "d1", DAY) == Usage(used=0, credits=1)
+        moved = await target.unfinished_jobs()
+        assert moved == [replace(j, owner=None, heartbeat_at=None) for j in unfinished]
+        assert await target.get_job(ids["done"]) is None  # history stays behind
+        # The imported jobs are anybody's: a replica adopts them at once, and they refund.
+        adopted = await target.claim_stale(
+            "new", stale_after=STALE, platforms=["telegram", "discord"]
+        )
+        assert len(adopted) == 3
+        assert await target.refund(ids["delivering"])
+        assert await target.usage("discord", "d1", DAY) == Usage(used=0, credits=2)
+
+        with pytest.raises(AlreadyImportedError, match="already imported"):
+            await target.import_dump(dump)
+        assert await target.usage("telegram", "u1", DAY) == Usage(used=2, credits=4)
+    finally:
+        await sqlite.close()
+        await postgres.close()
+
+
+async def test_import_adds_to_what_the_store_already_has(
+    tmp_path: Path, postgres_url: str, clock: FakeClock
+) -> None:
+    sqlite = await SqliteStore.open(tmp_path / "jobs.db", clock=clock)
+    postgres = await PostgresStore.open(postgres_url, clock=clock)
+    try:
+        await fill(sqlite, clock)
+        await postgres.reserve(job("u1"), day=DAY, user_limit=9, chat_limit=None)
+        await postgres.grant("telegram", "u1", 1)
+        await postgres.set_default_fidelity("telegram", "u1", 0.9)  # newer than the export's
+        counts = await postgres.import_dump(await sqlite.export_dump())
+        assert counts["user_settings"] == 1
+        assert await postgres.usage("telegram", "u1", DAY) == Usage(used=3, credits=5)
+        assert (await postgres.get_user_settings("telegram", "u1")).default_fidelity == 0.9
+    finally:
+        await sqlite.close()
+        await postgres.close()
+
+
 # --- SQLite specifics ---------------------------------------------------------------------
 
 
@@ -518,8 +783,12 @@ async def test_a_failing_request_undoes_only_itself(store: JobStore) -> None:
         store.reserve(other, day=DAY, user_limit=5, chat_limit=3),
         return_exceptions=True,
     )
-    assert isinstance(results[1], StoreError) and "UNIQUE" in str(results[1])
-    assert [r.id for r in results if not isinstance(r, BaseException)] == [first.id, other.id]
+    # Which of the two requests with one id comes first is the database's choice (on
+    # PostgreSQL they race on separate connections); exactly one of them fails, alone.
+    failed = [r for r in results[:2] if isinstance(r, BaseException)]
+    assert len(failed) == 1 and isinstance(failed[0], StoreError) and "UNIQUE" in str(failed[0])
+    reserved = [r.id for r in results if not isinstance(r, BaseException)]
+    assert sorted(reserved) == sorted([first.id, other.id])
     assert await store.usage("telegram", "u1", DAY) == Usage(used=2)
     assert await store.chat_usage("telegram", "u1", DAY) == 2
 
@@ -531,3 +800,81 @@ async def test_a_closed_store_says_so(tmp_path: Path) -> None:
         await store.reserve(job(), day=DAY, user_limit=5, chat_limit=None)
     with pytest.raises(StoreError, match="closed"):
         await store.get_job("x")
+
+
+# --- PostgreSQL specifics -----------------------------------------------------------------
+
+
+async def test_pg_schema_is_created_once_even_by_replicas_starting_together(
+    postgres_url: str,
+) -> None:
+    stores = await asyncio.gather(*(PostgresStore.open(postgres_url) for _ in range(6)))
+    try:
+        assert [await s.schema_version() for s in stores] == [
+            len(core.postgres_store.MIGRATIONS)
+        ] * 6
+        reserved = await stores[0].reserve(job(), day=DAY, user_limit=1, chat_limit=None)
+    finally:
+        await asyncio.gather(*(s.close() for s in stores))
+    async with await PostgresStore.open(postgres_url) as again:
+        assert await again.get_job(reserved.id) == reserved
+
+
+async def test_pg_migrations_run_in_order_from_the_stored_version(
+    postgres_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    async with await PostgresStore.open(postgres_url) as store:
+        reserved = await store.reserve(job(), day=DAY, user_limit=1, chat_limit=None)
+    upgraded = [
+        *core.postgres_store.MIGRATIONS,
+        ("ALTER TABLE user_settings ADD COLUMN theme text",),
+    ]
+    monkeypatch.setattr(core.postgres_store, "MIGRATIONS", upgraded)
+    async with await PostgresStore.open(postgres_url) as store:
+        assert await store.schema_version() == len(upgraded)
+        assert await store.get_job(reserved.id) == reserved
+        assert await store._fetch("SELECT theme FROM user_settings") == []
+
+    monkeypatch.setattr(core.postgres_store, "MIGRATIONS", upgraded[:-1])
+    with pytest.raises(StoreError, match="newer than this program"):
+        await PostgresStore.open(postgres_url)
+
+
+async def test_pg_a_failed_migration_changes_nothing(
+    postgres_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    broken = [*core.postgres_store.MIGRATIONS, ("CREATE TABLE extra (x int)", "NOT SQL")]
+    monkeypatch.setattr(core.postgres_store, "MIGRATIONS", broken)
+    with pytest.raises(StoreError, match="syntax error"):
+        await PostgresStore.open(postgres_url)
+    monkeypatch.setattr(core.postgres_store, "MIGRATIONS", broken[:-1])
+    async with await PostgresStore.open(postgres_url) as store:
+        assert await store.schema_version() == len(broken) - 1
+        assert await store._fetch("SELECT to_regclass('extra') IS NULL") == [(True,)]
+
+
+async def test_pg_a_closed_store_says_so(postgres_url: str) -> None:
+    store = await PostgresStore.open(postgres_url)
+    await store.close()
+    await store.close()
+    with pytest.raises(StoreError, match="closed"):
+        await store.reserve(job(), day=DAY, user_limit=5, chat_limit=None)
+    with pytest.raises(StoreError, match="closed"):
+        await store.get_job("x")
+
+
+async def test_pg_an_unreachable_server_is_one_clear_error_without_the_password(
+    tmp_path: Path,
+) -> None:
+    url = f"postgresql://bot:s3cret-pw@/retouch?host={tmp_path}&port=1"
+    with pytest.raises(StoreError) as caught:
+        await PostgresStore.open(url, connect_timeout=2)
+    assert "Cannot connect to PostgreSQL at postgresql://bot:***@/retouch" in str(caught.value)
+    assert "s3cret-pw" not in str(caught.value)
+
+
+def test_pg_urls_are_redacted() -> None:
+    redact = core.postgres_store.redact_url
+    assert redact("postgresql://u:pw@db:5432/x") == "postgresql://u:***@db:5432/x"
+    assert redact("postgresql://db/x") == "postgresql://db/x"
+    assert redact("postgres://u@db/x?sslmode=require") == "postgres://u@db/x?sslmode=require"

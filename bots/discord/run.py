@@ -10,21 +10,20 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import signal
 import time
 from collections.abc import Callable
 from typing import Any
 
 import discord
+import discord.gateway
+import discord.http
+import yarl
 
 from bots.discord.adapter import PLATFORM, DiscordBot
 from bots.discord.commands import build_tree, sync_commands
-from core.backend import open_backend
+from bots.runtime import Runtime, serve
 from core.errors import ConfigError
-from core.http import create_http_client
-from core.service import RetouchService
 from core.settings import Settings
-from core.store import open_store
 
 log = logging.getLogger("retouch.discord")
 
@@ -54,19 +53,14 @@ def build_client(settings: Settings) -> discord.Client:
     return discord.AutoShardedClient(shard_count=count, **options)
 
 
-def stop_on_signals(stop: asyncio.Event) -> None:
-    """SIGINT/SIGTERM ask for a graceful stop; a second one exits at once."""
-    loop = asyncio.get_running_loop()
-
-    def handle(signum: int) -> None:
-        if stop.is_set():
-            log.warning("second %s: exiting now", signal.Signals(signum).name)
-            raise SystemExit(1)
-        log.info("%s: finishing running jobs, then stopping", signal.Signals(signum).name)
-        stop.set()
-
-    for signum in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(signum, handle, signum)
+def point_at_servers(settings: Settings) -> None:
+    """Use the configured REST base / gateway (a proxy, or a test server) instead of Discord's."""
+    if settings.discord_api_base_url:
+        discord.http.Route.BASE = settings.discord_api_base_url.rstrip("/")
+    if settings.discord_gateway_url:
+        discord.gateway.DiscordWebSocket.DEFAULT_GATEWAY = yarl.URL(
+            settings.discord_gateway_url.rstrip("/") + "/"
+        )
 
 
 def quiet_discord_loggers() -> None:
@@ -74,6 +68,65 @@ def quiet_discord_loggers() -> None:
     logger = logging.getLogger("discord")
     if logger.getEffectiveLevel() < logging.INFO:
         logger.setLevel(logging.INFO)
+
+
+class DiscordRunner:
+    """Discord as a `BotRunner`: log in and sync commands, then the gateway connection."""
+
+    name = "discord"
+
+    def __init__(self, settings: Settings, *, clock: Callable[[], float] = time.time) -> None:
+        self.settings = settings
+        self.clock = clock
+        self.token = settings.discord_bot_token.get_secret_value()
+        if not self.token:
+            raise ConfigError("DISCORD_BOT_TOKEN: must be set to run the Discord bot")
+        point_at_servers(settings)
+        self.client = build_client(settings)
+        self.bot: DiscordBot | None = None
+        self._gateway: asyncio.Task[None] | None = None
+        self._entered = False
+
+    async def prepare(self, runtime: Runtime) -> None:
+        quiet_discord_loggers()
+        await self.client.__aenter__()
+        self._entered = True
+        self.bot = DiscordBot(
+            self.settings, runtime.service, self.client, runtime.http, clock=self.clock
+        )
+        tree = build_tree(self.client, self.bot)
+        runtime.register(PLATFORM, self.bot)
+        try:
+            await self.client.login(self.token)
+        except discord.LoginFailure:
+            raise ConfigError("DISCORD_BOT_TOKEN: Discord refused the token") from None
+        if self.settings.discord_sync_commands:
+            await sync_commands(tree, self.settings.discord_guild_ids)
+
+    async def start(self) -> None:
+        self._gateway = asyncio.create_task(
+            self.client.connect(reconnect=True), name="discord-gateway"
+        )
+        log.info("Discord bot %s is connecting", self.client.user)
+
+    async def wait_closed(self) -> None:
+        if self._gateway is not None:
+            await asyncio.shield(self._gateway)
+
+    def healthy(self) -> bool:
+        return self.client.is_ready() and not self.client.is_closed()
+
+    async def stop(self) -> None:
+        """Interactions keep arriving until `close`; the service already refuses new jobs."""
+
+    async def close(self) -> None:
+        if self.bot is not None:
+            await self.bot.close()
+        if self._entered:
+            await self.client.close()
+        if self._gateway is not None:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await self._gateway
 
 
 async def run_discord(
@@ -86,41 +139,4 @@ async def run_discord(
 
     `clock` tells the age of interaction tokens (tests make them look old).
     """
-    token = settings.discord_bot_token.get_secret_value()
-    if not token:
-        raise ConfigError("DISCORD_BOT_TOKEN: must be set to run the Discord bot")
-    client = build_client(settings)
-    if stop is None:
-        stop = asyncio.Event()
-        stop_on_signals(stop)
-    quiet_discord_loggers()
-    store = await open_store(settings)
-    try:
-        async with (
-            open_backend(settings) as backend,
-            create_http_client(settings) as http,
-            client,
-        ):
-            service = RetouchService(settings, store, backend)
-            bot = DiscordBot(settings, service, client, http, clock=clock)
-            tree = build_tree(client, bot)
-            service.register(PLATFORM, bot)
-            try:
-                await client.login(token)
-            except discord.LoginFailure:
-                raise ConfigError("DISCORD_BOT_TOKEN: Discord refused the token") from None
-            if settings.discord_sync_commands:
-                await sync_commands(tree, settings.discord_guild_ids)
-            await service.start()
-            gateway = asyncio.create_task(client.connect(reconnect=True), name="discord-gateway")
-            stopping = asyncio.create_task(stop.wait(), name="discord-stop")
-            log.info("Discord bot %s is running (%s backend)", client.user, backend.name)
-            await asyncio.wait({gateway, stopping}, return_when=asyncio.FIRST_COMPLETED)
-            stopping.cancel()
-            await service.shutdown()
-            await bot.close()
-            await client.close()
-            with contextlib.suppress(asyncio.CancelledError):
-                await gateway
-    finally:
-        await store.close()
+    await serve(settings, [DiscordRunner(settings, clock=clock)], stop)

@@ -35,6 +35,7 @@ from telegram.ext import (
 from bots import messages as m
 from bots.telegram.albums import IncomingAlbums, OutgoingAlbums
 from bots.telegram.flood import patiently
+from bots.telegram.memory import IdleTrimmer
 from bots.telegram.status import ChatActions, StatusBoard
 from core.captions import addressing, parse_caption, parse_fidelity
 from core.errors import (
@@ -98,6 +99,7 @@ class TelegramBot:
         self.albums_in = IncomingAlbums(settings.telegram_album_wait_seconds, self._handle_media)
         self.albums_out = OutgoingAlbums()
         self._acting: set[str] = set()
+        self.trimmer = IdleTrimmer(lambda: bool(service.running_count or service.queue_depth))
         official = "api.telegram.org" in settings.telegram_file_base_url
         self.download_limit = min(
             settings.image_max_input_bytes,
@@ -124,6 +126,7 @@ class TelegramBot:
         self.albums_out.close()
         await self.status.close()
         await self.actions.close()
+        await self.trimmer.close()
 
     def _add_handlers(self) -> None:
         app = self.app
@@ -183,7 +186,7 @@ class TelegramBot:
                 usable.append(msg)
         if not usable:
             return
-        status = await self._reply(first, m.text("received", lang))
+        status = await self._status_reply(first, lang)
         album = len(usable) > 1
         for index, msg in enumerate(usable):
             await self._submit(
@@ -283,7 +286,7 @@ class TelegramBot:
         if problem:
             await self._reply(message, problem)
             return
-        status = await self._reply(message, m.text("received", lang))
+        status = await self._status_reply(message, lang)
         await self._submit(source=target, answer_to=message, fidelity=fidelity, status=status)
 
     async def on_other(self, update: Update, context: Context) -> None:
@@ -442,7 +445,7 @@ class TelegramBot:
         self, result: Message, job: Job, fidelity: float, presser: str, lang: m.Lang
     ) -> str:
         """A redo is a new job on the same input, answering the result message."""
-        status = await self._reply(result, m.text("received", lang))
+        status = await self._status_reply(result, lang)
         reply_target: dict[str, Any] = {
             "chat_id": result.chat.id,
             "message_id": result.message_id,
@@ -510,23 +513,23 @@ class TelegramBot:
         status_id = target.get("status_id")
         lang: m.Lang = target.get("lang", "en")
         thread_id = target.get("thread_id")
-        cancel = InlineKeyboardMarkup(
-            [[InlineKeyboardButton(m.text("cancel", lang), callback_data=f"c:{job.id}")]]
-        )
         if event.kind == "running" and job.id not in self._acting:
             self._acting.add(job.id)
             self.actions.start(chat_id, thread_id)
-        if event.kind in ("done", "failed", "cancelled") and job.id in self._acting:
-            self._acting.discard(job.id)
-            self.actions.stop(chat_id, thread_id)
+        if event.kind in ("done", "failed", "cancelled"):
+            self.trimmer.job_ended()
+            if job.id in self._acting:
+                self._acting.discard(job.id)
+                self.actions.stop(chat_id, thread_id)
         if event.kind == "failed" and target.get("album"):
             self.albums_out.failed(target["album"]["id"])
 
         if event.kind == "queued" and status_id:
             line = m.text("queued", lang, position=event.position or 1)
-            await self.status.show(chat_id, status_id, line, cancel)
+            await self.status.show(chat_id, status_id, line, cancel_keyboard(job.id, lang))
         elif event.kind == "running" and status_id:
-            await self.status.show(chat_id, status_id, m.text("running", lang), cancel)
+            line = m.text("running", lang)
+            await self.status.show(chat_id, status_id, line, cancel_keyboard(job.id, lang))
         elif event.kind == "done" and status_id:
             await self.status.remove(chat_id, status_id)
         elif event.kind in ("failed", "cancelled"):
@@ -606,8 +609,12 @@ class TelegramBot:
         return send
 
     async def _caption(self, job: Job, lang: m.Lang) -> str:
-        status = await self.service.quota_status(PLATFORM, job.user_id)
-        left = "" if status.left is None else m.text("left_today", lang, left=status.left)
+        left = ""
+        user_limit, _ = self.service.policy.limits_for(PLATFORM, job.user_id, job.chat_id, False)
+        if user_limit is not None:  # no limit, nothing to say: spare the store a read
+            status = await self.service.quota_status(PLATFORM, job.user_id)
+            if status.left is not None:
+                left = m.text("left_today", lang, left=status.left)
         return m.text("done_caption", lang, fidelity=job.fidelity, left=left)
 
     async def _send_text(self, job: Job, line: str) -> None:
@@ -625,6 +632,13 @@ class TelegramBot:
             )
         except TelegramError as exc:
             log.warning("job %s: could not tell the user: %s", job.id, exc.message)
+
+    async def _status_reply(self, message: Message, lang: m.Lang) -> Message | None:
+        """The status reply a job's progress is shown in, edited later by the `StatusBoard`."""
+        status = await self._reply(message, m.text("received", lang))
+        if status is not None:
+            self.status.sent(status.chat.id)
+        return status
 
     async def _reply(
         self, message: Message, line: str, keyboard: InlineKeyboardMarkup | None = None
@@ -654,6 +668,13 @@ class TelegramBot:
             await self._reply(
                 update.effective_message, m.text("failed", lang, reason=m.text("e:other", lang))
             )
+
+
+def cancel_keyboard(job_id: str, lang: m.Lang) -> InlineKeyboardMarkup:
+    """The Cancel button under a status message; callback data `c:<job id>`."""
+    return InlineKeyboardMarkup(
+        [[InlineKeyboardButton(m.text("cancel", lang), callback_data=f"c:{job_id}")]]
+    )
 
 
 def redo_keyboard(job_id: str, lang: m.Lang) -> InlineKeyboardMarkup:

@@ -29,7 +29,12 @@ class _Pending:
 
 
 class StatusBoard:
-    """Edits status messages, at most one edit per chat per `interval`, latest text wins."""
+    """Edits status messages, at most one edit per chat per `interval`, latest text wins.
+
+    Sending the status message counts as the chat's first edit (`sent`), so a job that moves
+    from "queued" to "running" at once, or finishes within the interval, costs no edit at all:
+    the user sees "received", then the latest state, then the result.
+    """
 
     def __init__(self, bot: Bot, interval: float) -> None:
         self.bot = bot
@@ -37,6 +42,10 @@ class StatusBoard:
         self._last_edit: dict[int, float] = {}
         self._pending: dict[tuple[int, int], _Pending] = {}
         self._flushers: dict[int, asyncio.Task[None]] = {}
+
+    def sent(self, chat_id: int) -> None:
+        """A message just went to this chat: it spends the chat's budget as an edit would."""
+        self._last_edit[chat_id] = time.monotonic()
 
     async def show(
         self, chat_id: int, message_id: int, text: str, keyboard: InlineKeyboardMarkup | None

@@ -1,0 +1,230 @@
+"""The load benchmark's counterparts, in a process of their own: the fake Telegram Bot API, the
+fake upstream (echo, with a fixed latency) and a small control server the driver talks to.
+
+    python -m benchmarks.fakes --latency 10 --photo photo.jpg [--document]
+
+Prints one JSON line with the three base URLs once everything listens, then serves until
+SIGTERM. Running apart from the driver and the bot means the bot's CPU and memory, read from
+/proc by the driver, are the bot's alone, and the fakes get a core of their own.
+
+Two liberties with the test fakes, both to keep them cheap and out of the measurement:
+- the fake Bot API makes thumbnails of every photo (as Telegram does, on its own servers); here
+  they are made once per distinct image and reused;
+- the upstream is `tests.upstream_fakes.FakeUpstream` with `Echo()`: the result is the input.
+
+Control routes (JSON):
+- `POST /mark`: start a measurement window (forget earlier jobs, count calls from here).
+- `POST /send {"users": [ids]}`: each user sends the photo in a private chat; the time each
+  update is queued is kept.
+- `GET /wait?results=N&timeout=T`: return once N results (sendPhoto/sendDocument, answered)
+  have arrived in this window, or T seconds pass.
+- `GET /wait?polling=1`: return once the bot has polled getUpdates at least once.
+- `GET /report`: each job's queued and delivered times, calls by method, this process's CPU.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import hashlib
+import json
+import os
+import resource
+import signal
+import sys
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from aiohttp import web
+
+import tests.fake_telegram as fake_telegram
+from tests.fake_telegram import Call, FakeTelegram, User
+from tests.upstream_fakes import Echo, FakeUpstream
+
+RESULT_METHODS = ("sendPhoto", "sendDocument", "sendMediaGroup")
+
+_original_thumbnails = fake_telegram.thumbnails
+_thumbnail_cache: dict[bytes, list[tuple[int, int, bytes]]] = {}
+
+
+def _cached_thumbnails(data: bytes) -> list[tuple[int, int, bytes]]:
+    key = hashlib.blake2b(data, digest_size=16).digest()
+    found = _thumbnail_cache.get(key)
+    if found is None:
+        found = _thumbnail_cache[key] = _original_thumbnails(data)
+    return found
+
+
+@dataclass
+class Job:
+    chat_id: int
+    message_id: int
+    queued_at: float
+    delivered_at: float | None = None
+    method: str | None = None
+
+
+@dataclass
+class Window:
+    """One measurement: the jobs sent in it and the calls since it began."""
+
+    first_call: int
+    first_upstream: int = 0
+    jobs: dict[tuple[int, int], Job] = field(default_factory=dict)
+    results: list[Call] = field(default_factory=list)
+    cursor: int = 0
+    pending: list[Call] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        self.cursor = self.first_call
+
+
+class Control:
+    def __init__(
+        self, tg: FakeTelegram, upstream: FakeUpstream, photo: bytes, document: bool
+    ) -> None:
+        self.tg = tg
+        self.upstream = upstream
+        self.photo = photo
+        self.document = document
+        self.window = Window(first_call=0)
+
+    def result_count(self) -> int:
+        """Results answered OK in this window; incremental, since it runs on every call."""
+        window, calls = self.window, self.tg.calls
+        for call in calls[window.cursor :]:
+            if call.method in RESULT_METHODS:
+                window.pending.append(call)
+        window.cursor = len(calls)
+        still = []
+        for call in window.pending:
+            if not call.answered:
+                still.append(call)
+            elif call.ok:
+                window.results.append(call)
+                self._match(call)
+        window.pending = still
+        return len(window.results)
+
+    def calls_in_window(self, method: str) -> int:
+        """Answered calls of `method` in this window (a full scan: only used to settle)."""
+        calls = self.tg.calls[self.window.first_call :]
+        return sum(1 for call in calls if call.method == method and call.answered)
+
+    def _match(self, call: Call) -> None:
+        """Pair a result with the user message it answers (by chat and reply id)."""
+        reply = call.params.get("reply_parameters") or {}
+        key = (int(call.params["chat_id"]), int(reply.get("message_id", 0)))
+        job = self.window.jobs.get(key)
+        if job is not None and job.delivered_at is None:
+            job.delivered_at, job.method = call.time, call.method
+
+    async def mark(self, request: web.Request) -> web.Response:
+        self.window = Window(first_call=len(self.tg.calls), first_upstream=len(self.upstream.calls))
+        return web.json_response({"ok": True})
+
+    async def send(self, request: web.Request) -> web.Response:
+        body = await request.json()
+        for user_id in body["users"]:
+            user = User(int(user_id), f"User{user_id}", username=f"user{user_id}")
+            if self.document:
+                message = self.tg.send_document(
+                    user.id, user, self.photo, file_name="IMG_0001.jpg", mime_type="image/jpeg"
+                )
+            else:
+                message = self.tg.send_photo(user.id, user, self.photo)
+            key = (user.id, int(message["message_id"]))
+            self.window.jobs[key] = Job(user.id, key[1], time.monotonic())
+        return web.json_response({"sent": len(body["users"])})
+
+    async def wait(self, request: web.Request) -> web.Response:
+        timeout = float(request.query.get("timeout", "60"))
+        if request.query.get("polling"):
+            ok = await self._wait(lambda: bool(self.tg.calls_to("getUpdates")), timeout)
+            return web.json_response({"ok": ok})
+        if "method" in request.query:
+            method, count = request.query["method"], int(request.query["count"])
+            ok = await self._wait(lambda: self.calls_in_window(method) >= count, timeout)
+            return web.json_response({"ok": ok})
+        wanted = int(request.query["results"])
+        ok = await self._wait(lambda: self.result_count() >= wanted, timeout)
+        return web.json_response({"ok": ok, "results": self.result_count()})
+
+    async def _wait(self, predicate: Any, seconds: float) -> bool:
+        try:
+            await self.tg.wait_until(predicate, seconds)
+        except AssertionError:
+            return False
+        return True
+
+    async def report(self, request: web.Request) -> web.Response:
+        self.result_count()
+        calls = self.tg.calls[self.window.first_call :]
+        usage = resource.getrusage(resource.RUSAGE_SELF)
+        failed = sum(
+            1 for c in calls if c.method not in ("getUpdates",) and c.answered and not c.ok
+        )
+        return web.json_response(
+            {
+                "jobs": [vars(job) for job in self.window.jobs.values()],
+                "upstream_calls": [
+                    call.received_at for call in self.upstream.calls[self.window.first_upstream :]
+                ],
+                "calls": dict(Counter(c.method for c in calls)),
+                "failed_calls": failed,
+                "fake_cpu_seconds": round(usage.ru_utime + usage.ru_stime, 3),
+            }
+        )
+
+
+async def serve(latency: float, photo: bytes, document: bool) -> None:
+    fake_telegram.thumbnails = _cached_thumbnails
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signum, stop.set)
+    async with (
+        FakeTelegram() as tg,
+        FakeUpstream(default=Echo(), latency=latency) as upstream,
+    ):
+        control = Control(tg, upstream, photo, document)
+        app = web.Application()
+        app.router.add_post("/mark", control.mark)
+        app.router.add_post("/send", control.send)
+        app.router.add_get("/wait", control.wait)
+        app.router.add_get("/report", control.report)
+        runner = web.AppRunner(app, access_log=None, shutdown_timeout=1.0)
+        await runner.setup()
+        site = web.TCPSite(runner, "127.0.0.1", 0)
+        await site.start()
+        port = runner.addresses[0][1]
+        ready = {
+            "pid": os.getpid(),
+            "control": f"http://127.0.0.1:{port}",
+            "telegram_api": tg.base_url,
+            "telegram_files": tg.base_file_url,
+            "token": tg.token,
+            "upstream": upstream.base_url,
+        }
+        print(json.dumps(ready), flush=True)
+        try:
+            await stop.wait()
+        finally:
+            await runner.cleanup()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--latency", type=float, required=True, help="upstream seconds per job")
+    parser.add_argument("--photo", type=Path, required=True, help="the JPEG every user sends")
+    parser.add_argument("--document", action="store_true", help="send it as a file, not a photo")
+    args = parser.parse_args()
+    asyncio.run(serve(args.latency, args.photo.read_bytes(), args.document))
+    sys.exit(0)
+
+
+if __name__ == "__main__":
+    main()

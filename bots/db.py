@@ -1,0 +1,247 @@
+"""`retouch-bot db`: create or upgrade the store's schema, and move a store into another.
+
+    retouch-bot db migrate            # the configured store: create or upgrade, print the version
+    retouch-bot db export FILE        # quotas, grants, settings and unfinished jobs, as JSON lines
+    retouch-bot db import FILE        # into the configured store, once
+
+Moving from SQLite to PostgreSQL: stop the bot, `db export` with the SQLite settings, set
+`DATABASE_URL`, `db import`, start the replicas. The file is JSON lines: a header naming the
+export, one line per row (`kind` says which), and an end line with the counts, so a truncated
+file is refused. An export can be imported into a store once; a second time is refused (the
+store remembers the export's id), and so is importing a store into itself.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import json
+import os
+import sys
+import tempfile
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, TextIO
+
+from pydantic import SecretStr
+
+from core.jobs import Job
+from core.postgres_store import redact_url
+from core.settings import Settings
+from core.store import AlreadyImportedError, StoreDump, StoreError, describe_store, open_store
+
+FORMAT = "retouch-bot-store"
+FORMAT_VERSION = 1
+KINDS = ("daily_usage", "chat_usage", "credits", "user_settings", "job")
+_FIELDS = {
+    "daily_usage": ("platform", "user_id", "day", "used"),
+    "chat_usage": ("platform", "chat_id", "day", "used"),
+    "credits": ("platform", "user_id", "balance"),
+    "user_settings": ("platform", "user_id", "default_fidelity", "locale"),
+}
+_JOB_FIELDS = tuple(field.name for field in dataclasses.fields(Job))
+
+
+class DumpFormatError(ValueError):
+    """The file is not a complete export in this format."""
+
+
+def store_identity(settings: Settings) -> str:
+    """Which database the settings name, the same from any folder; no password."""
+    url = settings.database_url.get_secret_value()
+    if url:
+        return f"postgresql:{redact_url(url)}"
+    return f"sqlite:{settings.database_path.resolve()}"
+
+
+def dump_lines(dump: StoreDump, store: str) -> Iterator[str]:
+    """The export as JSON lines: header, rows, end. `store` names the source database."""
+    header = {
+        "format": FORMAT,
+        "version": FORMAT_VERSION,
+        "export_id": dump.export_id,
+        "source": dump.source,
+        "store": store,
+        "schema_version": dump.schema_version,
+        "exported_at": dump.exported_at,
+    }
+    yield json.dumps(header)
+    for kind in ("daily_usage", "chat_usage", "credits", "user_settings"):
+        for row in getattr(dump, kind):
+            yield json.dumps({"kind": kind, **dict(zip(_FIELDS[kind], row, strict=True))})
+    for job in dump.jobs:
+        yield json.dumps({"kind": "job", **dataclasses.asdict(job)})
+    yield json.dumps({"end": dump.counts()})
+
+
+def parse_dump(lines: TextIO) -> tuple[StoreDump, dict[str, Any]]:
+    """Read an export back: the dump and its header; `DumpFormatError` naming the bad line."""
+    header: dict[str, Any] | None = None
+    rows: dict[str, list[Any]] = {kind: [] for kind in KINDS}
+    end: dict[str, Any] | None = None
+    number = 0
+    for number, text in enumerate(lines, start=1):
+        if not text.strip():
+            continue
+        if end is not None:
+            raise DumpFormatError(f"line {number}: data after the end line")
+        try:
+            record = json.loads(text)
+            if not isinstance(record, dict):
+                raise TypeError("not a JSON object")
+            if header is None:
+                if record.get("format") != FORMAT:
+                    raise DumpFormatError("not a retouch-bot store export")
+                if record.get("version") != FORMAT_VERSION:
+                    raise DumpFormatError(f"export format version {record.get('version')!r}")
+                header = record
+            elif "end" in record:
+                end = record["end"]
+            elif record.get("kind") == "job":
+                values = {name: record[name] for name in _JOB_FIELDS if name in record}
+                rows["job"].append(Job(**values))
+            elif record.get("kind") in _FIELDS:
+                rows[record["kind"]].append(tuple(record[f] for f in _FIELDS[record["kind"]]))
+            else:
+                raise DumpFormatError(f"unknown kind {record.get('kind')!r}")
+        except DumpFormatError as exc:
+            raise DumpFormatError(f"line {number}: {exc}") from None
+        except (ValueError, TypeError, KeyError) as exc:
+            raise DumpFormatError(f"line {number}: {type(exc).__name__}: {exc}") from None
+    if header is None:
+        raise DumpFormatError("empty file")
+    if end is None:
+        raise DumpFormatError(f"line {number}: the file ends early (no end line): truncated?")
+    dump = StoreDump(
+        export_id=str(header["export_id"]),
+        source=str(header["source"]),
+        schema_version=int(header["schema_version"]),
+        exported_at=float(header["exported_at"]),
+        daily_usage=rows["daily_usage"],
+        chat_usage=rows["chat_usage"],
+        credits=rows["credits"],
+        user_settings=rows["user_settings"],
+        jobs=rows["job"],
+    )
+    if dump.counts() != end:
+        raise DumpFormatError(f"the rows ({dump.counts()}) do not match the end line ({end})")
+    return dump, header
+
+
+def _write_atomically(path: Path, lines: Iterator[str]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, partial = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".part")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as out:
+            for line in lines:
+                out.write(line + "\n")
+        os.replace(partial, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(partial)
+        raise
+
+
+def _read(file: str) -> tuple[StoreDump, dict[str, Any]]:
+    if file == "-":
+        return parse_dump(sys.stdin)
+    with open(file, encoding="utf-8") as lines:
+        return parse_dump(lines)
+
+
+def _counts(counts: dict[str, int]) -> str:
+    return ", ".join(f"{n} {kind.replace('_', ' ')}" for kind, n in counts.items())
+
+
+async def db_migrate(settings: Settings) -> int:
+    """Create or upgrade the configured store's schema; print where and which version."""
+    try:
+        store = await open_store(settings)
+    except StoreError as exc:
+        print(f"retouch-bot: {exc}", file=sys.stderr)
+        return 1
+    try:
+        version = await store.schema_version()
+    finally:
+        await store.close()
+    print(f"{describe_store(settings)}: schema version {version} (up to date)")
+    return 0
+
+
+async def db_export(settings: Settings, file: str, from_sqlite: Path | None) -> int:
+    """Write the configured store (or the SQLite file `from_sqlite`) to `file` (`-`: stdout)."""
+    if from_sqlite is not None:
+        if not await asyncio.to_thread(from_sqlite.is_file):
+            print(f"retouch-bot: {from_sqlite}: no such SQLite file", file=sys.stderr)
+            return 2
+        settings = settings.model_copy(
+            update={"database_path": from_sqlite, "database_url": SecretStr("")}
+        )
+    where = describe_store(settings)
+    try:
+        store = await open_store(settings)
+    except StoreError as exc:
+        print(f"retouch-bot: {exc}", file=sys.stderr)
+        return 1
+    try:
+        dump = await store.export_dump()
+    finally:
+        await store.close()
+    lines = dump_lines(dump, store_identity(settings))
+    if file == "-":
+        for line in lines:
+            sys.stdout.write(line + "\n")
+    else:
+        await asyncio.to_thread(_write_atomically, Path(file), lines)
+    print(
+        f"exported {_counts(dump.counts())} from {where} (export {dump.export_id})",
+        file=sys.stderr if file == "-" else sys.stdout,
+    )
+    return 0
+
+
+async def db_import(settings: Settings, file: str) -> int:
+    """Add an export to the configured store, once."""
+    try:
+        dump, header = await asyncio.to_thread(_read, file)
+    except OSError as exc:
+        print(f"retouch-bot: {file}: {exc.strerror or exc}", file=sys.stderr)
+        return 2
+    except DumpFormatError as exc:
+        print(f"retouch-bot: {file}: {exc}", file=sys.stderr)
+        return 2
+    where = describe_store(settings)
+    if header.get("store") == store_identity(settings):
+        print(
+            f"retouch-bot: {file} was exported from {where} itself; importing it there would "
+            "count everything twice. Nothing changed.",
+            file=sys.stderr,
+        )
+        return 1
+    try:
+        store = await open_store(settings)
+    except StoreError as exc:
+        print(f"retouch-bot: {exc}", file=sys.stderr)
+        return 1
+    try:
+        counts = await store.import_dump(dump)
+    except AlreadyImportedError as exc:
+        when = datetime.fromtimestamp(float(exc.params["imported_at"]), UTC)
+        print(
+            f"retouch-bot: {file} (export {dump.export_id}) was already imported into {where} "
+            f"on {when:%Y-%m-%d %H:%M} UTC. Nothing changed.",
+            file=sys.stderr,
+        )
+        return 1
+    except StoreError as exc:
+        print(f"retouch-bot: {exc} Nothing changed.", file=sys.stderr)
+        return 1
+    finally:
+        await store.close()
+    print(f"imported {_counts(counts)} into {where} (export {dump.export_id})")
+    skipped = {k: dump.counts()[k] - n for k, n in counts.items() if dump.counts()[k] != n}
+    if skipped:
+        print(f"kept what {where} already had: {_counts(skipped)} from the file not taken")
+    return 0

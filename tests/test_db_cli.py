@@ -1,0 +1,124 @@
+"""`retouch-bot db migrate|export|import` as an operator runs them: real processes, real stores."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import sys
+from dataclasses import replace
+from pathlib import Path
+
+from core.postgres_store import PostgresStore
+from core.sqlite_store import SqliteStore
+from core.store import Usage
+from tests.test_store import DAY, FakeClock, fill
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+async def cli(*args: str, cwd: Path, **env: str) -> tuple[int, str, str]:
+    base = {k: v for k, v in os.environ.items() if not k.endswith(("_TOKEN", "_API_KEY"))}
+    base.pop("DATABASE_URL", None)
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "bots.cli",
+        *args,
+        cwd=cwd,
+        env={**base, "PYTHONPATH": str(ROOT), **env},
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    async with asyncio.timeout(120):
+        out, err = await process.communicate()
+    assert process.returncode is not None
+    return process.returncode, out.decode(), err.decode()
+
+
+async def test_migrate_creates_the_configured_store_and_says_which(
+    tmp_path: Path, postgres_url: str
+) -> None:
+    code, out, err = await cli("db", "migrate", cwd=tmp_path)
+    assert (code, err) == (0, "")
+    assert out == "SQLite at data/retouch.db: schema version 2 (up to date)\n"
+    assert (tmp_path / "data" / "retouch.db").is_file()
+
+    url = postgres_url.replace("postgres:@", "postgres:hunter2@")  # trust auth ignores it
+    code, out, err = await cli("db", "migrate", cwd=tmp_path, DATABASE_URL=url)
+    assert (code, err) == (0, "")
+    assert out.startswith("PostgreSQL at postgresql://postgres:***@/retouch_test_")
+    assert out.endswith(": schema version 2 (up to date)\n") and "hunter2" not in out
+    code, out, _ = await cli("db", "migrate", cwd=tmp_path, DATABASE_URL=url)
+    assert code == 0 and "schema version 2" in out
+
+    code, _, err = await cli("db", "migrate", cwd=tmp_path, DATABASE_URL="mysql://x")
+    assert code == 2 and "DATABASE_URL: must be empty or a postgresql:// URL" in err
+
+
+async def test_moving_a_sqlite_store_into_postgresql_keeps_everything_once(
+    tmp_path: Path, postgres_url: str
+) -> None:
+    clock = FakeClock()
+    sqlite = await SqliteStore.open(tmp_path / "data" / "retouch.db", clock=clock)
+    ids = await fill(sqlite, clock)
+    unfinished = await sqlite.unfinished_jobs()
+    await sqlite.close()
+
+    code, out, err = await cli("db", "export", "move.jsonl", cwd=tmp_path)
+    assert (code, err) == (0, "")
+    assert out.startswith(
+        "exported 4 daily usage, 2 chat usage, 2 credits, 2 user settings, 3 jobs "
+        "from SQLite at data/retouch.db (export "
+    )
+    lines = (tmp_path / "move.jsonl").read_text().splitlines()
+    assert json.loads(lines[0])["format"] == "retouch-bot-store"
+    assert json.loads(lines[-1]) == {
+        "end": {"daily_usage": 4, "chat_usage": 2, "credits": 2, "user_settings": 2, "jobs": 3}
+    }
+
+    pg = {"DATABASE_URL": postgres_url}
+    code, out, err = await cli("db", "import", "move.jsonl", cwd=tmp_path, **pg)
+    assert (code, err) == (0, "")
+    assert out.startswith("imported 4 daily usage, 2 chat usage, 2 credits, 2 user settings")
+
+    async with await PostgresStore.open(postgres_url) as postgres:
+        assert await postgres.usage("telegram", "u1", DAY) == Usage(used=2, credits=4)
+        assert await postgres.usage("telegram", "u1", "2026-11-25") == Usage(used=1, credits=4)
+        assert await postgres.usage("discord", "d1", DAY) == Usage(used=0, credits=1)
+        assert await postgres.chat_usage("telegram", "g", DAY) == 1
+        assert (await postgres.get_user_settings("telegram", "u1")).default_fidelity == 0.35
+        assert (await postgres.get_user_settings("discord", "d1")).default_fidelity == 0.7
+        moved = await postgres.unfinished_jobs()
+        assert moved == [replace(j, owner=None, heartbeat_at=None) for j in unfinished]
+        assert await postgres.get_job(ids["done"]) is None
+
+    # Twice is refused, and so is importing the export into the store it came from.
+    code, out, err = await cli("db", "import", "move.jsonl", cwd=tmp_path, **pg)
+    assert code == 1 and out == ""
+    assert "was already imported into PostgreSQL at" in err and "Nothing changed." in err
+    code, _, err = await cli("db", "import", "move.jsonl", cwd=tmp_path)
+    assert code == 1 and "exported from SQLite at data/retouch.db itself" in err
+    async with await PostgresStore.open(postgres_url) as postgres:
+        assert await postgres.usage("telegram", "u1", DAY) == Usage(used=2, credits=4)
+
+    # With DATABASE_URL already set, --from-sqlite still reads the old file.
+    code, out, _ = await cli(
+        "db", "export", "-", "--from-sqlite", "data/retouch.db", cwd=tmp_path, **pg
+    )
+    assert code == 0 and out.splitlines()[-1].startswith('{"end": {"daily_usage": 4')
+
+
+async def test_a_damaged_export_is_refused_with_the_line(tmp_path: Path) -> None:
+    code, _, _ = await cli("db", "export", "good.jsonl", cwd=tmp_path)
+    assert code == 0
+    lines = (tmp_path / "good.jsonl").read_text().splitlines()
+    (tmp_path / "cut.jsonl").write_text("\n".join(lines[:-1]) + "\n")
+    (tmp_path / "elsewhere").mkdir()
+    code, _, err = await cli("db", "import", "../cut.jsonl", cwd=tmp_path / "elsewhere")
+    assert code == 2 and "cut.jsonl: line 1: the file ends early" in err
+    (tmp_path / "junk.jsonl").write_text('{"hello": 1}\n')
+    code, _, err = await cli("db", "import", "../junk.jsonl", cwd=tmp_path / "elsewhere")
+    assert code == 2 and "line 1: not a retouch-bot store export" in err
+    code, _, err = await cli("db", "import", "missing.jsonl", cwd=tmp_path)
+    assert code == 2 and "missing.jsonl: No such file or directory" in err
