@@ -14,10 +14,20 @@ Scenarios (one invocation, so every ratio comes from the same machine and the sa
   with the default 8 for information) and against `benchmarks.naive_bot`, the same bot forced
   to handle one update at a time with the work done in the handler.
 
-Measured: a job's latency runs from its update being queued in the fake to its sendPhoto (or
-sendDocument) arriving there, both on the fake's clock; overhead is latency minus L. The bot's
-CPU seconds are utime + stime of its process from /proc/<pid>/stat over the measured window,
-its memory VmHWM (peak) and VmRSS from /proc/<pid>/status.
+Measured, per scenario:
+- a job's latency runs from its update being queued in the fake to its sendPhoto (or
+  sendDocument) arriving there, both on the fake's clock; overhead is latency minus L; wall time
+  runs from the first update queued to the last result; `upstream_call_after_first_update` is
+  when the upstream saw each job (the bot's intake);
+- the bot's CPU seconds: utime + stime of its process (all threads) from /proc/<pid>/stat over
+  the window, which ends once every status message is deleted; also its event-loop thread's
+  share and its CPU until the last upstream call;
+- its memory: VmRSS before (idle), VmHWM (peak) and VmRSS after, and again 3 s later, from
+  /proc/<pid>/status;
+- Bot API calls per job: every call the fake received in the window (file downloads included)
+  but getUpdates, divided by the jobs; calls by method;
+- noise: the fakes' CPU, and what other processes used meanwhile (/proc/stat minus the bot, the
+  fakes and this driver), against the machine's capacity (cores x elapsed seconds).
 """
 
 from __future__ import annotations

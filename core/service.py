@@ -50,6 +50,8 @@ from core.store import JobStore, QuotaExceededError, Stats, UserSettings
 log = logging.getLogger("retouch.service")
 
 EventKind = Literal["queued", "running", "delivering", "done", "failed", "cancelled"]
+UPLOAD_DRAIN_SECONDS = 30.0
+"""How long shutdown waits, past the grace period, for uploads already under way."""
 POSITION_UPDATES = 10
 """How many jobs at the head of the queue hear about their new position when it moves."""
 
@@ -116,6 +118,8 @@ class _Local:
     cancelled: bool = False
     lost: bool = False
     """Another replica took the job over (this one stalled past the stale limit)."""
+    uploading: bool = False
+    """The result is being handed to the chat: shutdown lets that finish."""
 
 
 def default_replica_id() -> str:
@@ -205,6 +209,16 @@ class RetouchService:
         running = [local.task for local in self._local.values() if local.task is not None]
         if running:
             _, pending = await asyncio.wait(running, timeout=grace)
+            # An upload cut off midway may still reach the chat, and would then be sent again
+            # by whoever resumes the job: let uploads under way finish.
+            uploading = [
+                local.task
+                for local in self._local.values()
+                if local.uploading and local.task in pending
+            ]
+            if uploading:
+                await asyncio.wait(uploading, timeout=UPLOAD_DRAIN_SECONDS)
+                pending = {task for task in pending if not task.done()}
             for task in pending:
                 task.cancel()
             await asyncio.gather(*pending, return_exceptions=True)
@@ -504,6 +518,9 @@ class RetouchService:
             await self._fail(job, RetouchError("the stored result was lost"))
             return
         await self._emit(JobEvent("delivering", job))
+        local = self._local.get(job.id)
+        if local is not None:
+            local.uploading = True
         hooks = self._hooks_for(job)
         attempts = self.settings.jobs_delivery_attempts
         for attempt in range(1, attempts + 1):

@@ -24,7 +24,7 @@ from core.errors import (
     ShuttingDownError,
     TooManyInFlightError,
 )
-from core.jobs import JobState, NewJob
+from core.jobs import Job, JobState, NewJob
 from core.postgres_store import PostgresStore
 from core.quota import day_key
 from core.service import RetouchService
@@ -391,6 +391,42 @@ async def test_shutdown_deadline_requeues_a_running_job(
     await service.shutdown(grace=0)
     stored = await store.get_job(job.id)
     assert stored is not None and stored.state == "queued" and stored.paid == "daily"
+    await store.close()
+
+
+class SlowUploadHooks(RecordingHooks):
+    """An adapter whose upload is under way until the test lets it finish."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.uploading = asyncio.Event()
+        self.finish = asyncio.Event()
+
+    async def deliver(self, job: Job, result: bytes) -> None:
+        self.uploading.set()
+        await self.finish.wait()
+        await super().deliver(job, result)
+
+
+async def test_shutdown_lets_an_upload_under_way_finish(
+    tmp_path: Path, portrait_bytes: bytes
+) -> None:
+    settings = service_settings(tmp_path)
+    store = await SqliteStore.open(settings.database_path)
+    service = RetouchService(settings, store, EchoBackend(), sleep=no_sleep)
+    hooks = SlowUploadHooks()
+    service.register("telegram", hooks)
+    await service.start()
+    job, _ = await service.submit(request_for("1", portrait_bytes))
+    await asyncio.wait_for(hooks.uploading.wait(), 10)
+    stopping = asyncio.create_task(service.shutdown(grace=0))
+    await asyncio.sleep(0)
+    assert not stopping.done()  # waiting for the upload, not cancelling it
+    hooks.finish.set()
+    await asyncio.wait_for(stopping, 10)
+    stored = await store.get_job(job.id)
+    assert stored is not None and stored.state == "done"
+    assert len(hooks.delivered) == 1
     await store.close()
 
 
