@@ -18,14 +18,12 @@ import asyncio
 import contextvars
 from typing import Any
 
+from bots.runtime import serve
+from bots.telegram import runner
 from bots.telegram.adapter import TelegramBot
-from bots.telegram.run import build_application, stop_on_signals
-from core.backend import open_backend
-from core.http import quiet_http_loggers
 from core.logs import setup_logging
-from core.service import JobEvent, RetouchService
+from core.service import JobEvent
 from core.settings import load_settings
-from core.store import open_store
 
 _submitted: contextvars.ContextVar[list[str] | None] = contextvars.ContextVar(
     "naive_submitted", default=None
@@ -71,32 +69,12 @@ class NaiveBot(TelegramBot):
 
 
 async def run_naive() -> None:
-    """`run_telegram` with the two changes above; stops on SIGINT or SIGTERM."""
+    """`retouch-bot telegram` (the same runtime and runner) with the two changes above."""
     settings = load_settings()
     setup_logging(settings)
-    quiet_http_loggers()
-    app = build_application(settings, concurrent_updates=False)
-    stop = asyncio.Event()
-    stop_on_signals(stop)
-    store = await open_store(settings)
-    try:
-        async with open_backend(settings) as backend:
-            service = RetouchService(settings, store, backend)
-            bot = NaiveBot(settings, service, app)
-            service.register("telegram", bot)
-            async with app:
-                await bot.register_commands()
-                await service.start()
-                await app.start()
-                assert app.updater is not None
-                await app.updater.start_polling(timeout=30, drop_pending_updates=False)
-                await stop.wait()
-                await app.updater.stop()
-                await service.shutdown(grace=0)
-                await bot.close()
-                await app.stop()
-    finally:
-        await store.close()
+    # The runner makes the naive bot instead of ours; nothing else changes.
+    setattr(runner, "TelegramBot", NaiveBot)  # noqa: B010
+    await serve(settings, [runner.TelegramRunner(settings, concurrent_updates=False)])
 
 
 if __name__ == "__main__":

@@ -6,6 +6,8 @@ from datetime import UTC, datetime
 from typing import Any, Literal
 
 from core.errors import RetouchError
+from core.quota import QuotaStatus
+from core.store import Stats
 
 Lang = Literal["en", "zh"]
 
@@ -269,3 +271,38 @@ def rejection(error: RetouchError, lang: Lang) -> str:
     if error.user_fault:
         return reason(error, lang)[:1].upper() + reason(error, lang)[1:]
     return failure(error, lang)
+
+
+def quota_line(status: QuotaStatus, lang: Lang) -> str:
+    """The `/quota` answer."""
+    if status.limit is None:
+        return text("quota_unlimited", lang, used=status.used)
+    credits = text("quota_credits", lang, credits=status.credits) if status.credits else ""
+    return text(
+        "quota",
+        lang,
+        used=status.used,
+        limit=status.limit,
+        left=status.left,
+        credits=credits,
+        reset=when(status.resets_at, lang),
+    )
+
+
+def stats_line(stats: Stats, queued: int, running: int, lang: Lang) -> str:
+    """The `/stats` answer for admins."""
+    return text(
+        "stats",
+        lang,
+        day=stats.day,
+        jobs=stats.jobs,
+        users=stats.users,
+        states=_counts(stats.by_state),
+        platforms=_counts(stats.by_platform),
+        queued=queued,
+        running=running,
+    )
+
+
+def _counts(counts: dict[str, int]) -> str:
+    return ", ".join(f"{k} {v}" for k, v in sorted(counts.items())) or "-"

@@ -45,7 +45,6 @@ import asyncpg
 
 from core.jobs import JOB_STATES, UNFINISHED_STATES, Job, JobState, NewJob, Paid
 from core.store import (
-    TRANSITION_FIELDS,
     AlreadyImportedError,
     ChatQuotaExceededError,
     QuotaExceededError,
@@ -54,6 +53,7 @@ from core.store import (
     StoreError,
     Usage,
     UserSettings,
+    check_transition,
     new_export_id,
     unowned,
 )
@@ -597,11 +597,7 @@ class PostgresStore:
 
         With `expect_owner`, also None unless that replica holds the job.
         """
-        unknown = set(fields) - TRANSITION_FIELDS
-        if unknown:
-            raise TypeError(f"transition() cannot set {', '.join(sorted(unknown))}")
-        if to_state not in JOB_STATES or not expect:
-            raise ValueError(f"bad transition to {to_state!r} expecting {sorted(expect)!r}")
+        check_transition(to_state, expect, fields)
         names = sorted(fields)
         assignments = "".join(f", {name} = ${n}" for n, name in enumerate(names, start=5))
         held = "" if expect_owner is None else f" AND owner = ${5 + len(names)}"

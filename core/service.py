@@ -506,17 +506,20 @@ class RetouchService:
                 await asyncio.to_thread(_unlink_all, [path])
                 self._drop(job_id)
                 return
-            job = delivering
+            await self._deliver(delivering, result)
+            return
         await self._deliver(job)
 
-    async def _deliver(self, job: Job) -> None:
+    async def _deliver(self, job: Job, result: bytes | None = None) -> None:
+        """Hand the result to the adapter (from memory, or from disk when resuming), then settle."""
         assert job.result_path is not None
         path = Path(job.result_path)
-        try:
-            result = await asyncio.to_thread(path.read_bytes)
-        except OSError:
-            await self._fail(job, RetouchError("the stored result was lost"))
-            return
+        if result is None:
+            try:
+                result = await asyncio.to_thread(path.read_bytes)
+            except OSError:
+                await self._fail(job, RetouchError("the stored result was lost"))
+                return
         await self._emit(JobEvent("delivering", job))
         local = self._local.get(job.id)
         if local is not None:

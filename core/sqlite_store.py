@@ -27,7 +27,6 @@ import aiosqlite
 
 from core.jobs import JOB_STATES, UNFINISHED_STATES, Job, JobState, NewJob, Paid
 from core.store import (
-    TRANSITION_FIELDS,
     AlreadyImportedError,
     ChatQuotaExceededError,
     QuotaExceededError,
@@ -36,6 +35,7 @@ from core.store import (
     StoreError,
     Usage,
     UserSettings,
+    check_transition,
     new_export_id,
     unowned,
 )
@@ -555,11 +555,7 @@ class SqliteStore:
 
         With `expect_owner`, also None unless that replica holds the job.
         """
-        unknown = set(fields) - TRANSITION_FIELDS
-        if unknown:
-            raise TypeError(f"transition() cannot set {', '.join(sorted(unknown))}")
-        if to_state not in JOB_STATES or not expect:
-            raise ValueError(f"bad transition to {to_state!r} expecting {sorted(expect)!r}")
+        check_transition(to_state, expect, fields)
         names = sorted(fields)
         assignments = "".join(f", {name} = ?" for name in names)
         marks = ", ".join("?" * len(expect))

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Final, Protocol
 
 from core.errors import RetouchError
-from core.jobs import Job, JobState, NewJob
+from core.jobs import JOB_STATES, Job, JobState, NewJob
 
 if TYPE_CHECKING:
     from core.settings import Settings
@@ -24,6 +24,17 @@ TRANSITION_FIELDS: Final[frozenset[str]] = frozenset(
     {"error_code", "result_path", "input_path", "attempts", "owner", "heartbeat_at"}
 )
 """The columns `JobStore.transition` may set besides the state (and `updated_at`, always)."""
+
+
+def check_transition(
+    to_state: JobState, expect: Collection[JobState], fields: Collection[str]
+) -> None:
+    """Refuse a `transition` call no store can carry out (a programming error, not bad luck)."""
+    unknown = set(fields) - TRANSITION_FIELDS
+    if unknown:
+        raise TypeError(f"transition() cannot set {', '.join(sorted(unknown))}")
+    if to_state not in JOB_STATES or not expect:
+        raise ValueError(f"bad transition to {to_state!r} expecting {sorted(expect)!r}")
 
 
 class StoreError(RetouchError):

@@ -19,10 +19,11 @@ import httpx
 from bots import messages as m
 from bots.discord.batches import Batches
 from bots.discord.delivery import Replier, Upload, fit
-from bots.discord.render import quota_line, result_embed, stats_line
+from bots.discord.render import result_embed
 from bots.discord.status import StatusBoard
 from bots.discord.targets import Target, attachment_ref, image_refs, lang_of, looks_like_image
 from bots.discord.views import bind_buttons, forget_view, redo_view
+from bots.messages import quota_line, stats_line
 from core.captions import parse_fidelity
 from core.errors import (
     BackendError,

@@ -6,7 +6,6 @@ import discord
 
 from bots import messages as m
 from core.quota import QuotaStatus
-from core.store import Stats
 
 EMBED_COLOUR = discord.Colour(0xE8A0B4)
 
@@ -25,38 +24,3 @@ def result_embed(
     if image is not None:
         embed.set_image(url=f"attachment://{image}")
     return embed
-
-
-def quota_line(status: QuotaStatus, lang: m.Lang) -> str:
-    """The `/quota` answer."""
-    if status.limit is None:
-        return m.text("quota_unlimited", lang, used=status.used)
-    credits = m.text("quota_credits", lang, credits=status.credits) if status.credits else ""
-    return m.text(
-        "quota",
-        lang,
-        used=status.used,
-        limit=status.limit,
-        left=status.left,
-        credits=credits,
-        reset=m.when(status.resets_at, lang),
-    )
-
-
-def stats_line(stats: Stats, queued: int, running: int, lang: m.Lang) -> str:
-    """The `/stats` answer for admins."""
-    return m.text(
-        "stats",
-        lang,
-        day=stats.day,
-        jobs=stats.jobs,
-        users=stats.users,
-        states=_counts(stats.by_state),
-        platforms=_counts(stats.by_platform),
-        queued=queued,
-        running=running,
-    )
-
-
-def _counts(counts: dict[str, int]) -> str:
-    return ", ".join(f"{k} {v}" for k, v in sorted(counts.items())) or "-"

@@ -315,7 +315,7 @@ class TelegramBot:
             return
         lang = _lang(message)
         status = await self.service.quota_status(PLATFORM, str(message.from_user.id))
-        await self._reply(message, quota_line(status, lang))
+        await self._reply(message, m.quota_line(status, lang))
 
     async def on_fidelity(self, update: Update, context: Context) -> None:
         message = update.effective_message
@@ -368,20 +368,8 @@ class TelegramBot:
             await self._reply(message, m.text("admin_only", lang))
             return
         stats = await self.service.stats()
-        await self._reply(
-            message,
-            m.text(
-                "stats",
-                lang,
-                day=stats.day,
-                jobs=stats.jobs,
-                users=stats.users,
-                states=_counts(stats.by_state),
-                platforms=_counts(stats.by_platform),
-                queued=self.service.queue_depth,
-                running=self.service.running_count,
-            ),
-        )
+        line = m.stats_line(stats, self.service.queue_depth, self.service.running_count, lang)
+        await self._reply(message, line)
 
     async def on_grant(self, update: Update, context: Context) -> None:
         message = update.effective_message
@@ -704,22 +692,6 @@ def fits_send_photo(data: bytes) -> bool:
     return width + height <= PHOTO_MAX_SIDE_SUM and ratio <= PHOTO_MAX_RATIO
 
 
-def quota_line(status: Any, lang: m.Lang) -> str:
-    """The `/quota` answer."""
-    if status.limit is None:
-        return m.text("quota_unlimited", lang, used=status.used)
-    credits = m.text("quota_credits", lang, credits=status.credits) if status.credits else ""
-    return m.text(
-        "quota",
-        lang,
-        used=status.used,
-        limit=status.limit,
-        left=status.left,
-        credits=credits,
-        reset=m.when(status.resets_at, lang),
-    )
-
-
 def _file_name(data: bytes) -> str:
     from core.formats import EXTENSIONS, sniff_format
 
@@ -728,10 +700,6 @@ def _file_name(data: bytes) -> str:
 
 def _lang(message: Message) -> m.Lang:
     return m.lang_for(message.from_user.language_code if message.from_user else None)
-
-
-def _counts(counts: dict[str, int]) -> str:
-    return ", ".join(f"{k} {v}" for k, v in sorted(counts.items())) or "-"
 
 
 def _grant_target(text: str) -> tuple[str, str] | None:
