@@ -10,7 +10,7 @@ import pytest
 from core.logs import REDACTED, Redactor, setup_logging
 from core.settings import load_settings
 
-TOKEN = "123456789:AAHfakeTokenForTestsOnly_abcdefghijklmn"
+TOKEN = "1234567:AAHfakeTokenForTestsOnly_abcdefghijklmn"
 
 
 def test_redactor_hides_known_and_token_shaped_secrets() -> None:
