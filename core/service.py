@@ -649,20 +649,17 @@ class RetouchService:
         if job.attempts >= self.settings.jobs_max_attempts and job.state != "delivering":
             await self._fail(job, RetouchError("the job failed too many times"))
             return
-        if job.state == "running":
-            requeued = await self.store.transition(
-                job.id, "queued", expect=_RUNNING, expect_owner=self.replica_id
+        # A job cut off while running, or whose stored result is gone, is run again.
+        rerun = job.state == "running" or (
+            job.state == "delivering"
+            and not (
+                job.result_path is not None
+                and await asyncio.to_thread(Path(job.result_path).exists)
             )
-            if requeued is None:
-                self._drop(job.id)
-                return
-            job = requeued
-        stored = job.result_path is not None and await asyncio.to_thread(
-            Path(job.result_path).exists
         )
-        if job.state == "delivering" and not stored:
+        if rerun:
             requeued = await self.store.transition(
-                job.id, "queued", expect=_DELIVERING, expect_owner=self.replica_id
+                job.id, "queued", expect=(job.state,), expect_owner=self.replica_id
             )
             if requeued is None:
                 self._drop(job.id)

@@ -20,7 +20,6 @@ from typing import Any
 import discord
 import numpy as np
 import pytest
-from aiohttp import web
 from PIL import Image
 
 from bots.cli import main
@@ -38,37 +37,10 @@ from tests.fake_discord import (
     FakeDiscord,
 )
 from tests.service_fakes import service_settings
-from tests.upstream_fakes import (
-    Echo,
-    FakeUpstream,
-    RecordedRequest,
-    Reply,
-    Success,
-    sample_jpeg,
-)
+from tests.upstream_fakes import Echo, FakeUpstream, Gate, Success, sample_jpeg
 
 JSON = dict[str, Any]
 API_KEY = "sk-test-upstream-key-123"
-
-
-class Gate(Reply):
-    """Upstream answers held until the test releases them (echoes of the inputs then)."""
-
-    def __init__(self) -> None:
-        self.release = asyncio.Event()
-        self.entered = 0
-        self._changed = asyncio.Condition()
-
-    async def respond(self, fake: FakeUpstream, call: RecordedRequest) -> web.StreamResponse:
-        async with self._changed:
-            self.entered += 1
-            self._changed.notify_all()
-        await self.release.wait()
-        return await Echo().respond(fake, call)
-
-    async def wait_entered(self, count: int = 1) -> None:
-        async with asyncio.timeout(10), self._changed:
-            await self._changed.wait_for(lambda: self.entered >= count)
 
 
 @pytest.fixture
@@ -315,7 +287,7 @@ async def test_context_menu_retouches_every_image_into_one_message(
     async with running(fake, settings_for(tmp_path, fake, upstream)):
         interaction = await fake.message_command("Retouch photo", target)
         await gate.wait_entered(2)
-        gate.release.set()
+        gate.opened.set()
         result = await result_of(fake, interaction)
         await fake.wait_for(of(interaction, "DELETE", r"/messages/\d+$"))
 
@@ -399,7 +371,7 @@ async def test_cancel_while_queued_refunds_and_delivers_nothing(
         assert await ephemeral_of(fake, mine) == "Cancelled. Nothing was charged."
         await fake.wait_for(of(queued, "DELETE", r"/messages/\d+$"))
 
-        gate.release.set()
+        gate.opened.set()
         await result_of(fake, running_job)
         quota = await fake.slash_command("quota")
         assert (await ephemeral_of(fake, quota)).startswith("Today you've used 1 of 5")
@@ -448,7 +420,7 @@ async def test_job_outliving_its_token_is_posted_in_the_channel(
         )
         await gate.wait_entered()
         fake.expire(interaction)
-        gate.release.set()
+        gate.opened.set()
         [post] = await fake.wait_for(("POST", rf"^/channels/{general}/messages$"))
     [expired] = [c for c in fake.responses_for(interaction) if c.files]
     assert expired.status == 404 and expired.response["code"] == 10015

@@ -15,31 +15,17 @@ from typing import Any
 
 import httpx
 import pytest
-from aiohttp import web
 
 from bots.runtime import serve
 from bots.telegram.runner import TelegramRunner
 from core.settings import load_settings
 from tests.fake_discord import FOLLOWUP, FakeDiscord
 from tests.fake_telegram import FakeTelegram, User
-from tests.upstream_fakes import Echo, FakeUpstream, RecordedRequest, Reply
+from tests.upstream_fakes import Echo, FakeUpstream, Gate
 
 ROOT = Path(__file__).resolve().parent.parent
 KEY = "sk-ops-upstream-key-0123456789"
 ALICE = User(2001, "Alice", language_code="en")
-
-
-class Gate(Reply):
-    """Holds the upstream's answer until the test opens the gate, then echoes the image."""
-
-    def __init__(self) -> None:
-        self.opened = asyncio.Event()
-        self.entered = asyncio.Event()
-
-    async def respond(self, fake: FakeUpstream, call: RecordedRequest) -> web.StreamResponse:
-        self.entered.set()
-        await self.opened.wait()
-        return await Echo().respond(fake, call)
 
 
 def free_port() -> int:
@@ -117,7 +103,7 @@ async def test_run_serves_both_bots_and_stops_cleanly_on_sigterm(
             # SIGTERM while a job is running: it finishes, then the process exits with 0.
             upstream.script(gate)
             tg.send_photo(ALICE.id, ALICE, portrait_bytes, caption="0.3")
-            await asyncio.wait_for(gate.entered.wait(), 30)
+            await gate.wait_entered()
             process.send_signal(signal.SIGTERM)
             await read_until(process.stderr, "SIGTERM", lines)
             gate.opened.set()

@@ -15,12 +15,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from aiohttp import web
 
 from bots.telegram.run import run_telegram
 from core.settings import Settings, load_settings
 from tests.fake_telegram import ChatMessage, FakeTelegram, User
-from tests.upstream_fakes import Echo, FakeUpstream, RecordedRequest, Reply
+from tests.upstream_fakes import Echo, FakeUpstream, Gate
 
 ALICE = User(1001, "Alice", username="alice", language_code="en")
 BOB = User(1002, "Bob", username="bob", language_code="en")
@@ -28,19 +27,6 @@ LI = User(1003, "Li", username="li", language_code="zh-hans")
 GROUP = -100500
 ROOT = Path(__file__).resolve().parent.parent
 UPSTREAM_KEY = "sk-upstream-test-key-0123456789"
-
-
-class Gate(Reply):
-    """Holds the upstream's answer until the test opens the gate, then echoes the image."""
-
-    def __init__(self) -> None:
-        self.opened = asyncio.Event()
-        self.entered = asyncio.Event()
-
-    async def respond(self, fake: FakeUpstream, call: RecordedRequest) -> web.StreamResponse:
-        self.entered.set()
-        await self.opened.wait()
-        return await Echo().respond(fake, call)
 
 
 @dataclass
@@ -275,7 +261,7 @@ async def test_cancel_while_queued_is_refunded(bot: Harness, portrait_bytes: byt
     bot.upstream.script(gate)
     await bot.start(max_concurrent_jobs=1)
     bot.tg.send_photo(ALICE.id, ALICE, portrait_bytes)
-    await asyncio.wait_for(gate.entered.wait(), 10)
+    await gate.wait_entered()
     bot.tg.send_photo(BOB.id, BOB, portrait_bytes)
     status = await bot.text_containing(BOB.id, "Queued, #1")
     cancel = next(d for d in status.callback_data if d.startswith("c:"))
@@ -313,7 +299,7 @@ async def test_a_slow_job_never_delays_another_user(bot: Harness, portrait_bytes
     bot.upstream.script(gate)
     await bot.start()
     bot.tg.send_photo(ALICE.id, ALICE, portrait_bytes)
-    await asyncio.wait_for(gate.entered.wait(), 10)
+    await gate.wait_entered()
     bot.tg.send_photo(BOB.id, BOB, portrait_bytes)
     await bot.result_for(BOB.id)
     assert [m for m in bot.tg.sent_to(ALICE.id) if m.kind == "photo"] == []
@@ -347,7 +333,7 @@ async def test_restart_mid_job_delivers_once(bot: Harness, portrait_bytes: bytes
     bot.upstream.script(gate)
     await bot.start()
     bot.tg.send_photo(ALICE.id, ALICE, portrait_bytes)
-    await asyncio.wait_for(gate.entered.wait(), 10)
+    await gate.wait_entered()
     await bot.halt()  # the job is mid-flight; it stays in the store
     await bot.start()
     [result] = await bot.result_for(ALICE.id)

@@ -187,6 +187,27 @@ class Echo(Reply):
         return await ResultFile(FakeFile(data=data, content_type=mime)).respond(fake, call)
 
 
+class Gate(Reply):
+    """Holds each answer until the test opens the gate, then echoes the input image."""
+
+    def __init__(self) -> None:
+        self.opened = asyncio.Event()
+        self.entered = 0
+        self._changed = asyncio.Condition()
+
+    async def respond(self, fake: FakeUpstream, call: RecordedRequest) -> web.StreamResponse:
+        async with self._changed:
+            self.entered += 1
+            self._changed.notify_all()
+        await self.opened.wait()
+        return await Echo().respond(fake, call)
+
+    async def wait_entered(self, count: int = 1, within: float = 30) -> None:
+        """Wait until `count` requests are held at the gate."""
+        async with asyncio.timeout(within), self._changed:
+            await self._changed.wait_for(lambda: self.entered >= count)
+
+
 class ResultMissing(ResultFile):
     """A result URL that is already gone (404, or 410)."""
 

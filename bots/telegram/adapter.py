@@ -359,26 +359,30 @@ class TelegramBot:
         )
         await self._reply(message, m.text("forget_confirm", lang), keyboard)
 
-    async def on_stats(self, update: Update, context: Context) -> None:
+    async def _from_admin(self, update: Update) -> Message | None:
+        """The command's message when an admin sent it (checked on every call), else None."""
         message = update.effective_message
         if message is None or message.from_user is None:
+            return None
+        if not self.service.is_admin(PLATFORM, str(message.from_user.id)):
+            await self._reply(message, m.text("admin_only", _lang(message)))
+            return None
+        return message
+
+    async def on_stats(self, update: Update, context: Context) -> None:
+        message = await self._from_admin(update)
+        if message is None:
             return
         lang = _lang(message)
-        if not self.service.is_admin(PLATFORM, str(message.from_user.id)):
-            await self._reply(message, m.text("admin_only", lang))
-            return
         stats = await self.service.stats()
         line = m.stats_line(stats, self.service.queue_depth, self.service.running_count, lang)
         await self._reply(message, line)
 
     async def on_grant(self, update: Update, context: Context) -> None:
-        message = update.effective_message
-        if message is None or message.from_user is None:
+        message = await self._from_admin(update)
+        if message is None:
             return
         lang = _lang(message)
-        if not self.service.is_admin(PLATFORM, str(message.from_user.id)):
-            await self._reply(message, m.text("admin_only", lang))
-            return
         args = context.args or []
         target = _grant_target(args[0]) if len(args) == 2 else None
         if target is None or not args[1].lstrip("-").isdigit():
