@@ -11,6 +11,7 @@ from importlib.metadata import PackageNotFoundError, version
 import httpx
 
 from core.settings import Settings
+from core.transport import AiohttpTransport
 
 try:
     __version__ = version("retouch-bot")
@@ -22,14 +23,23 @@ USER_AGENT = f"retouch-bot/{__version__}"
 
 def create_http_client(settings: Settings) -> httpx.AsyncClient:
     """One pooled client for the whole process; reads may take long because jobs run 10-30 s."""
-    return httpx.AsyncClient(
-        timeout=httpx.Timeout(
+    return http_client(
+        httpx.Timeout(
             connect=settings.retouch_connect_timeout_seconds,
             read=settings.retouch_timeout_seconds,
             write=60.0,
             pool=30.0,
-        ),
-        limits=httpx.Limits(max_connections=200, max_keepalive_connections=40),
+        )
+    )
+
+
+def http_client(timeout: httpx.Timeout | float) -> httpx.AsyncClient:
+    """httpx's API over aiohttp's pool (`core.transport`): what every outbound call goes through."""
+    limits = httpx.Limits(max_connections=200, max_keepalive_connections=40)
+    return httpx.AsyncClient(
+        timeout=timeout,
+        limits=limits,  # for proxy routes from the environment, which httpx itself serves
+        transport=AiohttpTransport(limits=limits),
         headers={"User-Agent": USER_AGENT},
         follow_redirects=False,
     )

@@ -34,7 +34,13 @@ from core.errors import (
     UpstreamUnavailableError,
 )
 from core.formats import PreparedImage
-from core.http import create_http_client, parse_retry_after, quiet_http_loggers, url_origin
+from core.http import (
+    create_http_client,
+    http_client,
+    parse_retry_after,
+    quiet_http_loggers,
+    url_origin,
+)
 from core.settings import load_settings
 from tests.upstream_fakes import (
     CONTRACT_IMAGE_REQUIRED,
@@ -78,7 +84,7 @@ async def upstream() -> AsyncIterator[FakeUpstream]:
 
 @pytest.fixture
 async def client() -> AsyncIterator[httpx.AsyncClient]:
-    async with httpx.AsyncClient(timeout=2.0) as http:
+    async with http_client(2.0) as http:
         yield http
 
 
@@ -293,7 +299,7 @@ async def test_timeout_is_retried_then_reported(
     upstream: FakeUpstream, sleep: RecordingSleep, image: PreparedImage
 ) -> None:
     upstream.default = Hang()
-    async with httpx.AsyncClient(timeout=0.2) as http:
+    async with http_client(0.2) as http:
         backend = make_backend(http, upstream.base_url, sleep, max_retries=1)
         with pytest.raises(UpstreamTimeoutError):
             await backend.retouch(image, 0.1)
@@ -305,7 +311,7 @@ async def test_timeout_then_success(
     upstream: FakeUpstream, sleep: RecordingSleep, image: PreparedImage
 ) -> None:
     upstream.script(Hang(), Success())
-    async with httpx.AsyncClient(timeout=0.2) as http:
+    async with http_client(0.2) as http:
         backend = make_backend(http, upstream.base_url, sleep)
         assert await backend.retouch(image, 0.1) == sample_png()
 
@@ -491,7 +497,7 @@ async def test_result_download_timeout(
     upstream: FakeUpstream, sleep: RecordingSleep, image: PreparedImage
 ) -> None:
     upstream.default = ResultFile(FakeFile(hang_before=True))
-    async with httpx.AsyncClient(timeout=0.2) as http:
+    async with http_client(0.2) as http:
         backend = make_backend(http, upstream.base_url, sleep)
         with pytest.raises(UpstreamTimeoutError):
             await backend.retouch(image, 0.1)

@@ -18,6 +18,7 @@ from core.errors import (
     UpstreamUnavailableError,
 )
 from core.fetch import download_image
+from core.http import http_client
 from tests.upstream_fakes import FakeFile, FakeUpstream, sample_jpeg, sample_png
 
 CAP = 100_000
@@ -31,7 +32,7 @@ async def server() -> AsyncIterator[FakeUpstream]:
 
 @pytest.fixture
 async def client() -> AsyncIterator[httpx.AsyncClient]:
-    async with httpx.AsyncClient(timeout=2.0) as http:
+    async with http_client(2.0) as http:
         yield http
 
 
@@ -190,7 +191,7 @@ async def test_guard_vets_every_hop(server: FakeUpstream, client: httpx.AsyncCli
 
 async def test_client_timeout(server: FakeUpstream) -> None:
     url = server.add_file(FakeFile(hang_before=True))
-    async with httpx.AsyncClient(timeout=0.2) as http:
+    async with http_client(0.2) as http:
         with pytest.raises(UpstreamTimeoutError):
             await download_image(http, url, max_bytes=CAP)
 
