@@ -174,10 +174,20 @@ class Control:
                     call.received_at for call in self.upstream.calls[self.window.first_upstream :]
                 ],
                 "calls": dict(Counter(c.method for c in calls)),
+                "call_times": _times_by_method(calls),
                 "failed_calls": failed,
                 "fake_cpu_seconds": round(usage.ru_utime + usage.ru_stime, 3),
             }
         )
+
+
+def _times_by_method(calls: list[Call]) -> dict[str, list[float]]:
+    """When each call arrived, by method: the bot's timeline, for `benchmarks.load`."""
+    times: dict[str, list[float]] = {}
+    for call in calls:
+        if call.method != "getUpdates":
+            times.setdefault(call.method, []).append(call.time)
+    return times
 
 
 async def serve(latency: float, photo: bytes, document: bool) -> None:

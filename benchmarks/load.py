@@ -279,6 +279,11 @@ async def _measure(scenario: Scenario, fakes: Fakes, pid: int, tmp: Path) -> dic
     intake_end = max(report["upstream_calls"], default=first)
     intake_cpu = _cpu_at(samples, intake_end) - samples[0][1]
     fake_intake_cpu = _cpu_at(fake_samples, intake_end) - fake_samples[0][1]
+    # When each kind of Bot API call reached the fake, from the first update queued.
+    timeline = {
+        method: percentiles([t - first for t in times])
+        for method, times in sorted(report["call_times"].items())
+    }
     calls = report["calls"]
     polls = calls.pop("getUpdates", 0)
     api_calls = sum(calls.values())
@@ -297,6 +302,7 @@ async def _measure(scenario: Scenario, fakes: Fakes, pid: int, tmp: Path) -> dic
         "latency": percentiles(latencies),
         "overhead": percentiles([x - scenario.latency for x in latencies]),
         "upstream_call_after_first_update": percentiles(upstream_seen) if upstream_seen else {},
+        "bot_api_call_after_first_update": timeline,
         "bot_cpu_s": round(cpu, 3),
         "bot_cpu_until_last_upstream_call_s": round(intake_cpu, 3),
         "bot_cpu_event_loop_thread_s": round(main, 3),

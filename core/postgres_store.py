@@ -639,20 +639,6 @@ class PostgresStore:
 
     # --- claims (which replica holds which job) ------------------------------------------
 
-    async def claim(self, job_id: str, owner: str, *, stale_after: float) -> Job | None:
-        """Hold the job for `owner` unless a live other replica does; None when it can't."""
-        now = self._clock()
-        row = await self._fetchrow(
-            f"UPDATE jobs SET owner = $2, heartbeat_at = $3 "  # noqa: S608
-            f"WHERE id = $1 AND state IN ({_UNFINISHED_SQL}) AND (owner IS NULL OR owner = $2 "
-            f"OR heartbeat_at IS NULL OR heartbeat_at < $4) RETURNING {_JOB_COLUMNS}",
-            job_id,
-            owner,
-            now,
-            now - stale_after,
-        )
-        return _row_to_job(row) if row else None
-
     async def claim_stale(
         self,
         owner: str,

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import logging
 import socket
 import time
@@ -113,6 +114,8 @@ class _Local:
     """
 
     user: tuple[str, str]
+    job: Job
+    """The row as this replica queued it (claimed by this replica, state "queued")."""
     image: bytes | None = None
     task: asyncio.Task[None] | None = None
     cancelled: bool = False
@@ -284,7 +287,7 @@ class RetouchService:
             load.in_flight -= 1
             raise
         load.recent.append(now)
-        self._local[job.id] = _Local(key, image=request.image)
+        self._local[job.id] = _Local(key, job, image=request.image)
         position = await self._enqueue(job.id)
         await self._emit(JobEvent("queued", job, position=position))
         return job, position
@@ -468,47 +471,45 @@ class RetouchService:
             raise
 
     async def _run(self, job_id: str, local: _Local) -> None:
-        job = await self.store.claim(job_id, self.replica_id, stale_after=self._stale_after)
-        if job is None:  # finished (cancelled elsewhere) or held by another replica
+        # Every queued job is already held by this replica (born claimed, or claimed when
+        # resumed), so one compare-and-set starts it: it fails if the job was cancelled, or
+        # taken over by another replica while this one stalled.
+        job = await self.store.transition(
+            job_id,
+            "running",
+            expect=_QUEUED,
+            expect_owner=self.replica_id,
+            attempts=local.job.attempts + 1,
+            heartbeat_at=self._clock(),
+        )
+        if job is None:
             self._drop(job_id)
             return
-        attempts = job.attempts + 1
-        if job.state == "queued":
-            started = await self.store.transition(
-                job_id, "running", expect=_QUEUED, expect_owner=self.replica_id, attempts=attempts
-            )
-            if started is None:
-                self._drop(job_id)
-                return  # cancelled while it waited
-            job = started
-        if job.state == "running":
-            await self._emit(JobEvent("running", job))
-            try:
-                image = local.image or await self._hooks_for(job).fetch_input(job)
-                local.image = None  # the input is not kept once the backend has it
-                result = await retouch_photo(self.backend, image, job.fidelity, self.limits)
-            except RetouchError as exc:
-                await self._fail(job, exc)
-                return
-            except Exception as exc:
-                log.exception("job %s failed unexpectedly", job.id)
-                await self._fail(job, RetouchError(f"internal error ({type(exc).__name__})"))
-                return
-            path = await asyncio.to_thread(self._store_result, job, result)
-            delivering = await self.store.transition(
-                job_id,
-                "delivering",
-                expect=_RUNNING,
-                expect_owner=self.replica_id,
-                result_path=str(path),
-            )
-            if delivering is None:  # cancelled (or taken over) while the backend worked
-                await asyncio.to_thread(_unlink_all, [path])
-                self._drop(job_id)
-                return
-            await self._deliver(delivering, result)
+        await self._emit(JobEvent("running", job))
+        try:
+            image = local.image or await self._hooks_for(job).fetch_input(job)
+            local.image = None  # the input is not kept once the backend has it
+            result = await retouch_photo(self.backend, image, job.fidelity, self.limits)
+        except RetouchError as exc:
+            await self._fail(job, exc)
             return
-        await self._deliver(job)
+        except Exception as exc:
+            log.exception("job %s failed unexpectedly", job.id)
+            await self._fail(job, RetouchError(f"internal error ({type(exc).__name__})"))
+            return
+        path = await asyncio.to_thread(self._store_result, job, result)
+        delivering = await self.store.transition(
+            job_id,
+            "delivering",
+            expect=_RUNNING,
+            expect_owner=self.replica_id,
+            result_path=str(path),
+        )
+        if delivering is None:  # cancelled (or taken over) while the backend worked
+            await asyncio.to_thread(_unlink_all, [path])
+            self._drop(job_id)
+            return
+        await self._deliver(delivering, result)
 
     async def _deliver(self, job: Job, result: bytes | None = None) -> None:
         """Hand the result to the adapter (from memory, or from disk when resuming), then settle."""
@@ -605,11 +606,12 @@ class RetouchService:
             log.exception("job %s: showing %s failed", event.job.id, event.kind)
 
     async def _announce_positions(self) -> None:
-        head = list(self._queue)[:POSITION_UPDATES]
+        """Tell the jobs at the head of the queue their new place (from memory, not the store)."""
+        head = list(itertools.islice(self._queue, POSITION_UPDATES))
         for position, job_id in enumerate(head, start=1):
-            job = await self.store.get_job(job_id)
-            if job is not None and job.state == "queued":
-                await self._emit(JobEvent("queued", job, position=position))
+            local = self._local.get(job_id)
+            if local is not None and job_id in self._queue:
+                await self._emit(JobEvent("queued", local.job, position=position))
 
     # --- recovery and adoption ------------------------------------------------------------
 
@@ -644,7 +646,7 @@ class RetouchService:
         """Continue a job this replica has just claimed, from the state it was left in."""
         if job.id in self._local:
             return
-        local = self._local[job.id] = _Local((job.platform, job.user_id))
+        local = self._local[job.id] = _Local((job.platform, job.user_id), job)
         self._users[local.user].in_flight += 1
         if job.attempts >= self.settings.jobs_max_attempts and job.state != "delivering":
             await self._fail(job, RetouchError("the job failed too many times"))
@@ -664,7 +666,7 @@ class RetouchService:
             if requeued is None:
                 self._drop(job.id)
                 return
-            job = requeued
+            job = local.job = requeued
         log.info("resuming job %s (%s)", job.id, job.state)
         if job.state == "delivering":
             local.task = asyncio.create_task(self._redeliver(job))

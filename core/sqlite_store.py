@@ -1,31 +1,25 @@
 """The embedded `JobStore`: one SQLite file in WAL mode.
 
-Writes go through one connection on a thread of its own that commits whatever is pending as one
-`BEGIN IMMEDIATE` transaction (group commit), each request in a savepoint of its own so a refused
-or failing request undoes only itself. Reads use an aiosqlite connection that sees committed
+Writes go through `core.sqlite_writer.Writer` (one connection on a thread of its own, group
+commit, checkpoints in the background). Reads use an aiosqlite connection that sees committed
 data only. Other processes' writers are waited for (`busy_timeout`), and a transaction SQLite
 still refuses as locked is retried.
 """
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
-import functools
 import json
-import random
 import sqlite3
 import time
 from collections.abc import Callable, Collection, Iterable, Sequence
-from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
-from typing import Any, Final, Generic, Literal, TypeVar
+from typing import Any, Final, Literal
 
 import aiosqlite
 
 from core.jobs import JOB_STATES, UNFINISHED_STATES, Job, JobState, NewJob, Paid
+from core.sqlite_writer import Writer
 from core.store import (
     AlreadyImportedError,
     ChatQuotaExceededError,
@@ -40,10 +34,8 @@ from core.store import (
     unowned,
 )
 
-T = TypeVar("T")
 Clock = Callable[[], float]
 Synchronous = Literal["NORMAL", "FULL"]
-Work = Callable[[sqlite3.Connection], T]
 
 _STATES_SQL = ", ".join(f"'{state}'" for state in JOB_STATES)
 
@@ -133,9 +125,6 @@ _COUNT_CHAT = (
     "ON CONFLICT (platform, chat_id, day) DO UPDATE SET used = chat_usage.used + 1"
 )
 _UNFINISHED_SQL = ", ".join(f"'{state}'" for state in sorted(UNFINISHED_STATES))
-_SQLITE_BUSY, _SQLITE_LOCKED = 5, 6
-_RETRY_SECONDS: Final = 30.0
-_MAX_BATCH: Final = 256
 
 
 def _row_to_job(row: Sequence[Any]) -> Job:
@@ -162,140 +151,6 @@ def _row_to_job(row: Sequence[Any]) -> Job:
     )
 
 
-def _is_busy(exc: sqlite3.OperationalError) -> bool:
-    code = getattr(exc, "sqlite_errorcode", None)
-    if isinstance(code, int):
-        return code & 0xFF in (_SQLITE_BUSY, _SQLITE_LOCKED)
-    return "locked" in str(exc) or "busy" in str(exc)
-
-
-def _pause(attempt: int) -> None:
-    """Back off (on the writer thread) before retrying a transaction SQLite refused as busy."""
-    time.sleep(min(0.2, 0.002 * 2**attempt) * random.uniform(0.5, 1.0))  # noqa: S311
-
-
-@dataclass(slots=True)
-class _Request(Generic[T]):
-    work: Work[T]
-    future: asyncio.Future[T]
-
-
-Outcome = tuple[Any, BaseException | None]
-
-
-class _Writer:
-    """The one write connection, on a thread of its own, committing pending requests in batches.
-
-    A flusher task, started when requests arrive and ended when none are left, takes everything
-    pending into one transaction at a time. A request either never starts (its caller was
-    cancelled first) or completes, even if its caller is cancelled meanwhile.
-    """
-
-    def __init__(self) -> None:
-        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sqlite-writer")
-        self._conn: sqlite3.Connection | None = None
-        self._pending: list[_Request[Any]] = []
-        self._flusher: asyncio.Task[None] | None = None
-
-    async def start(self, connect: Callable[[], sqlite3.Connection]) -> None:
-        self._conn = await self._in_thread(connect)
-
-    async def close(self) -> None:
-        if self._flusher is not None:
-            await self._flusher
-        conn, self._conn = self._conn, None
-        if conn is not None:
-            await self._in_thread(conn.close)
-        self._executor.shutdown(wait=False)
-
-    async def _in_thread(self, fn: Callable[[], T]) -> T:
-        return await asyncio.get_running_loop().run_in_executor(self._executor, fn)
-
-    async def run(self, work: Work[T]) -> T:
-        """Run `work` in a transaction (shared with other pending requests); its result."""
-        if self._conn is None:
-            raise StoreError("The store is closed.")
-        future: asyncio.Future[T] = asyncio.get_running_loop().create_future()
-        self._pending.append(_Request(work, future))
-        if self._flusher is None:
-            self._flusher = asyncio.create_task(self._flush())
-        return await future
-
-    async def _flush(self) -> None:
-        try:
-            while self._pending:
-                batch = self._pending[:_MAX_BATCH]
-                del self._pending[:_MAX_BATCH]
-                try:
-                    outcomes = await self._in_thread(functools.partial(self._commit, batch))
-                except asyncio.CancelledError:
-                    self._pending[:0] = batch
-                    raise
-                except Exception as exc:
-                    outcomes = [(None, _failure(exc)) for _ in batch]
-                for request, (result, error) in zip(batch, outcomes, strict=True):
-                    if request.future.done():
-                        continue  # its caller was cancelled
-                    if error is None:
-                        request.future.set_result(result)
-                    else:
-                        request.future.set_exception(error)
-        finally:
-            self._flusher = None
-            for request in self._pending:  # left only when the loop itself is shutting down
-                request.future.cancel()
-
-    def _commit(self, batch: list[_Request[Any]]) -> list[Outcome]:
-        """On the writer thread: run the batch, retrying while SQLite says busy."""
-        deadline = time.monotonic() + _RETRY_SECONDS
-        attempt = 0
-        while True:
-            try:
-                return self._transaction(batch)
-            except sqlite3.OperationalError as exc:
-                if not _is_busy(exc) or time.monotonic() > deadline:
-                    raise
-            _pause(attempt)
-            attempt += 1
-
-    def _transaction(self, batch: list[_Request[Any]]) -> list[Outcome]:
-        conn = self._conn
-        if conn is None:
-            raise StoreError("The store is closed.")
-        outcomes: list[Outcome] = []
-        conn.execute("BEGIN IMMEDIATE")
-        try:
-            for request in batch:
-                if request.future.done():
-                    outcomes.append((None, None))
-                    continue
-                conn.execute("SAVEPOINT request")
-                try:
-                    outcomes.append((request.work(conn), None))
-                except Exception as exc:
-                    conn.execute("ROLLBACK TO request")
-                    outcomes.append(
-                        (None, _failure(exc) if isinstance(exc, sqlite3.Error) else exc)
-                    )
-                conn.execute("RELEASE request")
-            conn.execute("COMMIT")
-        except BaseException:
-            # No transaction is open any more when COMMIT itself went through.
-            with contextlib.suppress(sqlite3.Error):
-                conn.execute("ROLLBACK")
-            raise
-        return outcomes
-
-
-def _failure(exc: BaseException) -> BaseException:
-    """The error every caller of a failed batch gets: its own instance, the cause chained."""
-    if isinstance(exc, StoreError):
-        return StoreError(exc.message, **exc.params)
-    error = StoreError(f"The database could not be written: {exc}")
-    error.__cause__ = exc
-    return error
-
-
 class SqliteStore:
     """`JobStore` on one SQLite file; open it with `await SqliteStore.open(path)`."""
 
@@ -311,7 +166,7 @@ class SqliteStore:
         self._clock = clock
         self._busy_timeout = busy_timeout
         self._synchronous = synchronous
-        self._writer = _Writer()
+        self._writer = Writer()
         self._reader: aiosqlite.Connection | None = None
 
     @classmethod
@@ -575,22 +430,6 @@ class SqliteStore:
         return await self._writer.run(work)
 
     # --- claims (which replica holds which job) ------------------------------------------
-
-    async def claim(self, job_id: str, owner: str, *, stale_after: float) -> Job | None:
-        """Hold the job for `owner` unless a live other replica does; None when it can't."""
-        now = self._clock()
-        sql = (
-            f"UPDATE jobs SET owner = ?, heartbeat_at = ? "  # noqa: S608
-            f"WHERE id = ? AND state IN ({_UNFINISHED_SQL}) AND (owner IS NULL OR owner = ? "
-            f"OR heartbeat_at IS NULL OR heartbeat_at < ?) RETURNING {_JOB_COLUMNS}"
-        )
-        params = (owner, now, job_id, owner, now - stale_after)
-
-        def work(conn: sqlite3.Connection) -> Job | None:
-            row = conn.execute(sql, params).fetchone()
-            return _row_to_job(row) if row else None
-
-        return await self._writer.run(work)
 
     async def claim_stale(
         self,

@@ -179,15 +179,6 @@ class JobStore(Protocol):
         """
         ...
 
-    async def claim(self, job_id: str, owner: str, *, stale_after: float) -> Job | None:
-        """Make `owner` the job's holder (heartbeat now) and return the job.
-
-        Succeeds while the job is unfinished and held by nobody, by `owner` already, or by a
-        replica whose heartbeat is older than `stale_after` seconds; otherwise None. Of several
-        replicas claiming one job at once, exactly one gets it.
-        """
-        ...
-
     async def claim_stale(
         self,
         owner: str,

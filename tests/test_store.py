@@ -17,6 +17,7 @@ import pytest
 
 import core.postgres_store
 import core.sqlite_store
+import core.sqlite_writer
 from core.jobs import NewJob, Platform
 from core.postgres_store import PostgresStore
 from core.quota import QuotaPolicy
@@ -459,39 +460,36 @@ async def test_a_job_reserved_for_a_replica_is_born_claimed(
     assert (loose.owner, loose.heartbeat_at) == (None, None)
 
 
-async def test_claim_is_refused_while_the_holder_is_alive_and_taken_when_it_is_stale(
+async def test_a_job_is_adopted_only_once_its_holder_is_stale(
     store: JobStore, clock: FakeClock
 ) -> None:
     held = await store.reserve(job(), day=DAY, user_limit=5, chat_limit=None, owner="a")
     clock.advance(STALE - 1)
-    assert await store.claim(held.id, "b", stale_after=STALE) is None
-    again = await store.claim(held.id, "a", stale_after=STALE)  # the holder itself: yes
-    assert again is not None and (again.owner, again.heartbeat_at) == ("a", clock.now)
+    assert await store.claim_stale("b", stale_after=STALE, platforms=["telegram"]) == []
 
-    clock.advance(STALE + 1)  # "a" fell silent
-    taken = await store.claim(held.id, "b", stale_after=STALE)
-    assert taken is not None and (taken.owner, taken.heartbeat_at) == ("b", clock.now)
+    clock.advance(2)  # "a" fell silent
+    taken = await store.claim_stale("b", stale_after=STALE, platforms=["telegram"])
+    assert [(j.id, j.owner, j.heartbeat_at) for j in taken] == [(held.id, "b", clock.now)]
     # The old holder can no longer move it; the new one can.
     assert await store.transition(held.id, "running", expect=["queued"], expect_owner="a") is None
-    running = await store.transition(held.id, "running", expect=["queued"], expect_owner="b")
+    running = await store.transition(
+        held.id, "running", expect=["queued"], expect_owner="b", heartbeat_at=clock.now
+    )
     assert running is not None and running.owner == "b"
 
-    loose = await store.reserve(job(), day=DAY, user_limit=5, chat_limit=None)
-    assert (await store.claim(loose.id, "c", stale_after=STALE)) is not None  # nobody held it
-    await store.transition(loose.id, "done", expect=["queued"])
-    assert await store.claim(loose.id, "c", stale_after=STALE) is None  # finished
-    assert await store.claim("no-such-job", "c", stale_after=STALE) is None
 
-
-async def test_simultaneous_claims_of_one_job_give_it_to_exactly_one_replica(
+async def test_simultaneous_adoptions_of_one_job_give_it_to_exactly_one_replica(
     open_store: StoreFactory,
 ) -> None:
     a, b = await open_store(), await open_store()
     reserved = await a.reserve(job(), day=DAY, user_limit=5, chat_limit=None)
     claims = await asyncio.gather(
-        *((a, b)[i % 2].claim(reserved.id, f"replica-{i}", stale_after=STALE) for i in range(20))
+        *(
+            (a, b)[i % 2].claim_stale(f"replica-{i}", stale_after=STALE, platforms=["telegram"])
+            for i in range(20)
+        )
     )
-    winners = [c for c in claims if c is not None]
+    winners = [j for taken in claims for j in taken]
     assert len(winners) == 1
     stored = await b.get_job(reserved.id)
     assert stored is not None and stored.owner == winners[0].owner
@@ -564,11 +562,10 @@ async def test_heartbeat_keeps_a_claim_and_reports_what_is_still_held(
         clock.advance(STALE - 1)
         held = await store.heartbeat("a", [first.id, second.id, finished.id, others.id, "nope"])
         assert sorted(held) == sorted([first.id, second.id])
-    assert await store.claim(first.id, "b", stale_after=STALE) is None  # still alive
+    taken = await store.claim_stale("c", stale_after=STALE, platforms=["telegram"])
+    assert [j.id for j in taken] == [others.id]  # "a" is alive; "b" never beat
     stored = await store.get_job(first.id)
     assert stored is not None and stored.heartbeat_at == clock.now
-    taken = await store.claim(others.id, "c", stale_after=STALE)  # "b" never beat
-    assert taken is not None
     assert await store.heartbeat("b", [others.id]) == []  # "b" learns it lost the job
 
 
@@ -754,14 +751,14 @@ async def test_a_locked_database_is_waited_for_and_retried(
         if attempt == 2:
             other.execute("COMMIT")
 
-    monkeypatch.setattr(core.sqlite_store, "_pause", pause)
+    monkeypatch.setattr(core.sqlite_writer, "_pause", pause)
     try:
         reserved = await store.reserve(job(), day=DAY, user_limit=1, chat_limit=None)
+        assert pauses == [0, 1, 2]
+        assert await store.get_job(reserved.id) == reserved
     finally:
         other.close()
-    assert pauses == [0, 1, 2]
-    assert await store.get_job(reserved.id) == reserved
-    await store.close()
+        await store.close()
 
 
 async def test_a_reservation_cancelled_before_it_ran_never_happens(store: JobStore) -> None:
