@@ -84,6 +84,24 @@ def machine_busy_seconds() -> float:
     return (sum(fields[:8]) - idle) / CLK_TCK
 
 
+async def until_quiet(
+    busy_below: float = 0.1, window: float = 0.5, longest: float = 20.0
+) -> dict[str, float]:
+    """Wait (up to `longest` s) until the machine uses under `busy_below` of one core.
+
+    What earlier work leaves behind (a database flushing to disk, processes exiting) would
+    otherwise compete with the bot. Returns how long that took and the last window's busy share.
+    """
+    started = time.monotonic()
+    share = 0.0
+    while True:
+        before = machine_busy_seconds()
+        await asyncio.sleep(window)
+        share = (machine_busy_seconds() - before) / window
+        if share < busy_below or time.monotonic() - started > longest:
+            return {"waited_s": round(time.monotonic() - started, 1), "busy_cores": round(share, 2)}
+
+
 def own_cpu_seconds() -> float:
     usage = resource.getrusage(resource.RUSAGE_SELF)
     return usage.ru_utime + usage.ru_stime
@@ -213,8 +231,8 @@ async def run_scenario(scenario: Scenario, photo: Path, document: bool) -> dict[
             ready = await fakes.call("GET", "/wait", params={"polling": 1, "timeout": 60})
             if not ready["ok"] or bot.poll() is not None:
                 raise RuntimeError(f"the bot did not start: {_tail(tmp / 'bot.log')}")
-            await asyncio.sleep(0.5)  # let start-up work (commands, recovery sweep) finish
-            return await _measure(scenario, fakes, bot.pid, tmp)
+            quiet = await until_quiet()  # also lets the bot's start-up work finish
+            return {**await _measure(scenario, fakes, bot.pid, tmp), "quiet_before": quiet}
         finally:
             if bot is not None:
                 _stop(bot)

@@ -23,6 +23,7 @@ BENCHMARKS = ("ledger", "load", "engine")
 
 def run(name: str) -> tuple[dict[str, Any], float]:
     print(f"bench: {name} ...", file=sys.stderr, flush=True)
+    os.sync()  # what the previous benchmark wrote goes to disk now, not during this one
     started = time.monotonic()
     out = RESULTS / f"{name}.json"
     subprocess.run(
