@@ -19,7 +19,7 @@ from typing import Any, Final, Literal
 import aiosqlite
 
 from core.jobs import JOB_STATES, UNFINISHED_STATES, Job, JobState, NewJob, Paid
-from core.sqlite_writer import Writer
+from core.sqlite_writer import Writer, retry_while_busy
 from core.store import (
     AlreadyImportedError,
     ChatQuotaExceededError,
@@ -199,7 +199,8 @@ class SqliteStore:
 
     def _connect_writer(self) -> sqlite3.Connection:
         conn = sqlite3.connect(self.path, timeout=self._busy_timeout, isolation_level=None)
-        conn.execute("PRAGMA journal_mode = WAL").fetchall()
+        # Two processes opening a new file at once race to switch it to WAL.
+        retry_while_busy(lambda: conn.execute("PRAGMA journal_mode = WAL").fetchall())
         conn.execute(f"PRAGMA synchronous = {self._synchronous}")
         return conn
 

@@ -162,16 +162,7 @@ class Writer:
 
     def _commit(self, batch: list[_Request[Any]]) -> list[Outcome]:
         """On the writer thread: run the batch, retrying while SQLite says busy."""
-        deadline = time.monotonic() + _RETRY_SECONDS
-        attempt = 0
-        while True:
-            try:
-                return self._transaction(batch)
-            except sqlite3.OperationalError as exc:
-                if not _is_busy(exc) or time.monotonic() > deadline:
-                    raise
-            _pause(attempt)
-            attempt += 1
+        return retry_while_busy(functools.partial(self._transaction, batch))
 
     def _transaction(self, batch: list[_Request[Any]]) -> list[Outcome]:
         conn = self._conn
@@ -200,6 +191,24 @@ class Writer:
                 conn.execute("ROLLBACK")
             raise
         return outcomes
+
+
+def retry_while_busy(fn: Callable[[], T], seconds: float = _RETRY_SECONDS) -> T:
+    """`fn()`, tried again after a short pause while SQLite says another connection has the lock.
+
+    Needed beyond `busy_timeout`: SQLite refuses some lock upgrades (switching a new file to WAL,
+    a write after a read) at once rather than wait, where waiting could deadlock.
+    """
+    deadline = time.monotonic() + seconds
+    attempt = 0
+    while True:
+        try:
+            return fn()
+        except sqlite3.OperationalError as exc:
+            if not _is_busy(exc) or time.monotonic() > deadline:
+                raise
+        _pause(attempt)
+        attempt += 1
 
 
 def _failure(exc: BaseException) -> BaseException:

@@ -761,6 +761,18 @@ async def test_a_locked_database_is_waited_for_and_retried(
         await store.close()
 
 
+async def test_processes_opening_a_new_file_at_once_all_get_it(tmp_path: Path) -> None:
+    for attempt in range(30):  # the race is won differently each time
+        path = tmp_path / f"new-{attempt}.db"
+        stores = await asyncio.gather(*(SqliteStore.open(path) for _ in range(4)))
+        try:
+            reserved = await stores[0].reserve(job(), day=DAY, user_limit=5, chat_limit=None)
+            assert await stores[2].get_job(reserved.id) == reserved
+        finally:
+            for store in stores:
+                await store.close()
+
+
 async def test_a_reservation_cancelled_before_it_ran_never_happens(store: JobStore) -> None:
     task = asyncio.create_task(store.reserve(job(), day=DAY, user_limit=5, chat_limit=None))
     await asyncio.sleep(0)  # the request is queued, not yet written
