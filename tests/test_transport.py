@@ -5,15 +5,18 @@ from __future__ import annotations
 import asyncio
 import gzip
 import socket
+import ssl
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 
 import aiohttp
 import httpx
 import pytest
+import trustme
 from aiohttp import web
 
 from core.http import http_client
+from core.transport import AiohttpTransport
 
 Handler = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
 
@@ -31,14 +34,15 @@ async def raw_server(handler: Handler) -> AsyncIterator[str]:
 
 
 @asynccontextmanager
-async def web_server(app: web.Application) -> AsyncIterator[str]:
+async def web_server(app: web.Application, tls: ssl.SSLContext | None = None) -> AsyncIterator[str]:
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
+    site = web.TCPSite(runner, "127.0.0.1", 0, ssl_context=tls)
     await site.start()
     port = runner.addresses[0][1]
     try:
-        yield f"http://127.0.0.1:{port}"
+        # The certificate names localhost, which resolves to 127.0.0.1 here.
+        yield f"https://localhost:{port}" if tls else f"http://127.0.0.1:{port}"
     finally:
         await runner.cleanup()
 
@@ -185,3 +189,35 @@ async def test_closing_the_client_closes_the_pool() -> None:
 
 async def ok(request: web.Request) -> web.Response:
     return web.Response(text="ok")
+
+
+@pytest.fixture(scope="module")
+def authority() -> trustme.CA:
+    return trustme.CA()
+
+
+def tls_app(authority: trustme.CA) -> tuple[web.Application, ssl.SSLContext]:
+    server = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    authority.issue_cert("localhost").configure_cert(server)
+    app = web.Application()
+    app.router.add_get("/", ok)
+    return app, server
+
+
+async def test_https_with_a_trusted_certificate(authority: trustme.CA) -> None:
+    app, server = tls_app(authority)
+    trusting = ssl.create_default_context()
+    authority.configure_trust(trusting)
+    transport = AiohttpTransport(ssl_context=trusting)
+    async with web_server(app, server) as base, httpx.AsyncClient(transport=transport) as client:
+        response = await client.get(base)
+    assert base.startswith("https://localhost:")
+    assert response.text == "ok"
+
+
+async def test_https_with_an_unknown_authority_is_refused(authority: trustme.CA) -> None:
+    app, server = tls_app(authority)
+    async with web_server(app, server) as base, http_client(5.0) as client:
+        with pytest.raises(httpx.ConnectError) as caught:
+            await client.get(base)
+    assert "certificate" in str(caught.value).lower()
