@@ -606,12 +606,15 @@ class RetouchService:
             log.exception("job %s: showing %s failed", event.job.id, event.kind)
 
     async def _announce_positions(self) -> None:
-        """Tell the jobs at the head of the queue their new place (from memory, not the store)."""
+        """Tell the jobs at the head of the queue their new place.
+
+        Read back from the store: another replica may have cancelled a job still queued here.
+        """
         head = list(itertools.islice(self._queue, POSITION_UPDATES))
         for position, job_id in enumerate(head, start=1):
-            local = self._local.get(job_id)
-            if local is not None and job_id in self._queue:
-                await self._emit(JobEvent("queued", local.job, position=position))
+            job = await self.store.get_job(job_id)
+            if job is not None and job.state == "queued":
+                await self._emit(JobEvent("queued", job, position=position))
 
     # --- recovery and adoption ------------------------------------------------------------
 

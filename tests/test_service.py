@@ -587,6 +587,27 @@ async def test_a_replica_never_takes_a_live_replicas_jobs(
     assert all(j.owner == "a" for j in jobs)
 
 
+async def test_a_job_cancelled_through_another_replica_is_neither_announced_nor_run(
+    make_service: ServiceFactory, portrait_bytes: bytes
+) -> None:
+    backend = EchoBackend(gated=True)
+    a, a_hooks = await make_service(
+        backend=backend, replica_id="a", max_concurrent_jobs=1, **MANUAL_CLAIMS
+    )
+    b, b_hooks = await make_service(replica_id="b", **MANUAL_CLAIMS)
+    first, second, third = [(await a.submit(request_for(u, portrait_bytes)))[0] for u in "123"]
+    await backend.wait_started(1)  # "1" runs on a; "2" and "3" wait in a's queue
+    assert await b.cancel(third.id, "telegram", "3")  # the user's button press reached b
+    backend.gate.set()
+    await a_hooks.wait_for("done", 2)
+    assert [j.id for j, _ in a_hooks.delivered] == [first.id, second.id]
+    # When the queue moved, "3" heard nothing more from a: its status says "cancelled".
+    assert a_hooks.kinds(third.id) == ["queued"]
+    assert b_hooks.kinds(third.id) == ["cancelled"]
+    assert backend.started == 2
+    assert await used(a, "3") == 0
+
+
 async def test_a_silent_replicas_jobs_are_adopted_and_delivered_once(
     make_service: ServiceFactory, portrait_bytes: bytes
 ) -> None:
