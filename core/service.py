@@ -170,6 +170,8 @@ class RetouchService:
         self._local: dict[str, _Local] = {}
         self._users: defaultdict[tuple[str, str], _UserLoad] = defaultdict(_UserLoad)
         self._workers: list[asyncio.Task[None]] = []
+        self._idle = 0
+        """Workers waiting for a job: that many queued jobs start without waiting."""
         self._keeper: asyncio.Task[None] | None = None
         self._accepting = False
         self._stopping = False
@@ -430,9 +432,14 @@ class RetouchService:
     async def _worker(self) -> None:
         while True:
             async with self._ready:
-                await self._ready.wait_for(lambda: bool(self._queue) and not self._stopping)
+                self._idle += 1
+                try:
+                    await self._ready.wait_for(lambda: bool(self._queue) and not self._stopping)
+                finally:
+                    self._idle -= 1
                 job_id, _ = self._queue.popitem(last=False)
-            await self._announce_positions()
+            if len(self._queue) > self._idle:  # some jobs really wait for a worker
+                await self._announce_positions()
             local = self._local.get(job_id)
             if local is None:
                 continue  # settled (cancelled) or taken over while it waited

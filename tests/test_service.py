@@ -261,12 +261,16 @@ async def test_jobs_run_concurrently_up_to_the_limit(
 ) -> None:
     backend = EchoBackend(gated=True)
     service, hooks = await make_service(backend=backend, max_concurrent_jobs=20)
-    for user in range(20):
-        await service.submit(request_for(str(user), portrait_bytes))
+    submitted = await asyncio.gather(
+        *(service.submit(request_for(str(user), portrait_bytes)) for user in range(20))
+    )
+    jobs = [job for job, _ in submitted]
     await backend.wait_started(20)  # all twenty are in the backend at once
     assert service.running_count == 20
     backend.gate.set()
     await hooks.wait_for("done", 20)
+    # A free worker took each job at once: no queue position was worth announcing.
+    assert all(hooks.kinds(job.id).count("queued") == 1 for job in jobs)
 
 
 async def test_queue_positions_and_one_slow_user_does_not_block(
