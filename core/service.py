@@ -114,8 +114,8 @@ class _Local:
     """
 
     user: tuple[str, str]
-    job: Job
-    """The row as this replica queued it (claimed by this replica, state "queued")."""
+    attempts: int = 0
+    """Runs the job had before it was queued here (0 for a new one)."""
     image: bytes | None = None
     task: asyncio.Task[None] | None = None
     cancelled: bool = False
@@ -289,7 +289,7 @@ class RetouchService:
             load.in_flight -= 1
             raise
         load.recent.append(now)
-        self._local[job.id] = _Local(key, job, image=request.image)
+        self._local[job.id] = _Local(key, image=request.image)
         position = await self._enqueue(job.id)
         await self._emit(JobEvent("queued", job, position=position))
         return job, position
@@ -486,7 +486,7 @@ class RetouchService:
             "running",
             expect=_QUEUED,
             expect_owner=self.replica_id,
-            attempts=local.job.attempts + 1,
+            attempts=local.attempts + 1,
             heartbeat_at=self._clock(),
         )
         if job is None:
@@ -656,7 +656,7 @@ class RetouchService:
         """Continue a job this replica has just claimed, from the state it was left in."""
         if job.id in self._local:
             return
-        local = self._local[job.id] = _Local((job.platform, job.user_id), job)
+        local = self._local[job.id] = _Local((job.platform, job.user_id), job.attempts)
         self._users[local.user].in_flight += 1
         if job.attempts >= self.settings.jobs_max_attempts and job.state != "delivering":
             await self._fail(job, RetouchError("the job failed too many times"))
@@ -676,7 +676,7 @@ class RetouchService:
             if requeued is None:
                 self._drop(job.id)
                 return
-            job = local.job = requeued
+            job = requeued
         log.info("resuming job %s (%s)", job.id, job.state)
         if job.state == "delivering":
             local.task = asyncio.create_task(self._redeliver(job))
