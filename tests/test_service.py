@@ -470,6 +470,36 @@ async def test_recovery_redelivers_a_stored_result_and_fails_lost_inputs(
     await store.close()
 
 
+async def test_a_job_cut_off_while_running_runs_again_until_its_attempts_are_spent(
+    tmp_path: Path, portrait_bytes: bytes
+) -> None:
+    """A photo that crashes the bot each time it runs must not crash it forever."""
+    settings = service_settings(tmp_path, jobs_max_attempts=2)
+    store = await SqliteStore.open(settings.database_path, clock=Clock())
+    queued: tuple[JobState, ...] = ("queued",)
+    jobs = []
+    for user, attempts in (("1", 1), ("2", 2)):  # what two crashes mid-run leave behind
+        job = await store.reserve(
+            request_as_new_job(user), day=day_key(NOW), user_limit=5, chat_limit=None
+        )
+        await store.transition(job.id, "running", expect=queued, attempts=attempts)
+        jobs.append(job)
+
+    hooks = RecordingHooks(inputs={"file-of-1": portrait_bytes, "file-of-2": portrait_bytes})
+    service = RetouchService(settings, store, EchoBackend(), clock=Clock(), sleep=no_sleep)
+    service.register("telegram", hooks)
+    await service.start()
+    await hooks.wait_for("done")
+    await hooks.wait_for("failed")
+    again, spent = [await store.get_job(job.id) for job in jobs]
+    assert again is not None and (again.state, again.attempts) == ("done", 2)
+    assert spent is not None and (spent.state, spent.attempts) == ("failed", 2)
+    assert [j.id for j, _ in hooks.delivered] == [jobs[0].id]
+    assert await used(service, "1") == 1 and await used(service, "2") == 0  # refunded
+    await service.shutdown()
+    await store.close()
+
+
 def request_as_new_job(user: str) -> NewJob:
     return NewJob(
         platform="telegram",
