@@ -21,7 +21,7 @@ _ERRORS: tuple[tuple[type[BaseException], type[httpx.TransportError]], ...] = (
     (aiohttp.ConnectionTimeoutError, httpx.ConnectTimeout),
     (aiohttp.SocketTimeoutError, httpx.ReadTimeout),
     (aiohttp.ServerTimeoutError, httpx.ReadTimeout),
-    (TimeoutError, httpx.PoolTimeout),
+    (TimeoutError, httpx.TimeoutException),  # the whole exchange's deadline
     (aiohttp.ClientConnectorError, httpx.ConnectError),
     (aiohttp.ServerDisconnectedError, httpx.RemoteProtocolError),
     (aiohttp.ClientPayloadError, httpx.RemoteProtocolError),
@@ -39,7 +39,7 @@ def _as_httpx_errors(request: httpx.Request) -> Iterator[None]:
     except (aiohttp.ClientError, TimeoutError) as exc:
         for source, target in _ERRORS:
             if isinstance(exc, source):
-                detail = str(exc) or type(exc).__name__
+                detail = str(exc) or f"{type(exc).__name__} ({request.method} {request.url.host})"
                 raise target(detail, request=request) from exc
         raise  # pragma: no cover - ClientError is the last entry
 
@@ -98,8 +98,12 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
         timeouts = request.extensions.get("timeout", {})
         connect, read, pool = timeouts.get("connect"), timeouts.get("read"), timeouts.get("pool")
+        parts = (connect, read, pool, timeouts.get("write"))
         timeout = aiohttp.ClientTimeout(
-            total=None,
+            # aiohttp has no per-write timeout (its read timeout starts once the body is sent),
+            # so a server that stops reading an upload is caught by a deadline for the whole
+            # exchange, body included: the sum of httpx's four timeouts.
+            total=None if None in parts else sum(p or 0.0 for p in parts),
             # aiohttp's `connect` spans waiting for a pooled connection and opening a new one.
             connect=None if pool is None or connect is None else pool + connect,
             sock_connect=connect,

@@ -221,3 +221,21 @@ async def test_https_with_an_unknown_authority_is_refused(authority: trustme.CA)
         with pytest.raises(httpx.ConnectError) as caught:
             await client.get(base)
     assert "certificate" in str(caught.value).lower()
+
+
+async def test_an_upload_the_server_stops_reading_times_out() -> None:
+    release = asyncio.Event()
+
+    async def deaf(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await read_head(reader)
+        await release.wait()  # never reads the body: the client's send buffers fill up
+        writer.close()
+
+    body = b"x" * 64_000_000
+    async with raw_server(deaf) as base, http_client(0.3) as client:
+        try:
+            async with asyncio.timeout(10):  # a hang fails the test rather than stalling it
+                with pytest.raises(httpx.TimeoutException):
+                    await client.post(base, content=body)
+        finally:
+            release.set()
