@@ -46,6 +46,30 @@ class NewJob:
     input_path: str | None = None
     id: str = field(default_factory=new_job_id)
 
+    def reserved(
+        self, *, now: float, day: str, paid: Paid, chat_counted: bool, owner: str | None
+    ) -> Job:
+        """The row a store inserts once it has reserved quota for this job: queued, claimed
+        by `owner` (heartbeat now) when one is given."""
+        return Job(
+            id=self.id,
+            platform=self.platform,
+            user_id=self.user_id,
+            chat_id=self.chat_id,
+            reply_target=self.reply_target,
+            input_ref=self.input_ref,
+            fidelity=self.fidelity,
+            state="queued",
+            created_at=now,
+            updated_at=now,
+            day=day,
+            paid=paid,
+            chat_counted=chat_counted,
+            input_path=self.input_path,
+            owner=owner,
+            heartbeat_at=now if owner is not None else None,
+        )
+
 
 @dataclass(frozen=True, slots=True)
 class Job:

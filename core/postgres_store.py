@@ -426,23 +426,8 @@ class PostgresStore:
         chat = (job.platform, job.chat_id)
 
         def reserved(paid: Paid) -> Job:
-            return Job(
-                id=job.id,
-                platform=job.platform,
-                user_id=job.user_id,
-                chat_id=job.chat_id,
-                reply_target=job.reply_target,
-                input_ref=job.input_ref,
-                fidelity=job.fidelity,
-                state="queued",
-                created_at=now,
-                updated_at=now,
-                day=day,
-                paid=paid,
-                chat_counted=chat_limit is not None,
-                input_path=job.input_path,
-                owner=owner,
-                heartbeat_at=now if owner is not None else None,
+            return job.reserved(
+                now=now, day=day, paid=paid, chat_counted=chat_limit is not None, owner=owner
             )
 
         if chat_limit is None and (user_limit is None or user_limit > 0):

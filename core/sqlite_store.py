@@ -299,23 +299,8 @@ class SqliteStore:
                 conn.execute(_COUNT_USER, (*user, day))
             if chat_limit is not None:
                 conn.execute(_COUNT_CHAT, (*chat, day))
-            reserved = Job(
-                id=job.id,
-                platform=job.platform,
-                user_id=job.user_id,
-                chat_id=job.chat_id,
-                reply_target=job.reply_target,
-                input_ref=job.input_ref,
-                fidelity=job.fidelity,
-                state="queued",
-                created_at=now,
-                updated_at=now,
-                day=day,
-                paid=paid,
-                chat_counted=chat_limit is not None,
-                input_path=job.input_path,
-                owner=owner,
-                heartbeat_at=now if owner is not None else None,
+            reserved = job.reserved(
+                now=now, day=day, paid=paid, chat_counted=chat_limit is not None, owner=owner
             )
             conn.execute(_INSERT_JOB, _job_params(reserved))
             return reserved
