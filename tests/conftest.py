@@ -1,4 +1,4 @@
-"""Fixtures shared by the whole suite: sample images made from the committed portrait."""
+"""Fixtures shared by the whole suite: sample images, the fake upstream, the HTTP client."""
 
 from __future__ import annotations
 
@@ -6,11 +6,14 @@ import io
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
+import httpx
 import numpy as np
 import pytest
 from PIL import Image
 
+from core.http import http_client
 from tests.pg import PgServer
+from tests.upstream_fakes import FakeUpstream
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 PORTRAIT_PATH = EXAMPLES / "portrait.jpg"
@@ -28,6 +31,20 @@ def _isolated_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
         "REPLICA_ID",
     ):
         monkeypatch.delenv(name, raising=False)
+
+
+@pytest.fixture
+async def upstream() -> AsyncIterator[FakeUpstream]:
+    """A fake retouch API and file server on 127.0.0.1."""
+    async with FakeUpstream() as fake:
+        yield fake
+
+
+@pytest.fixture
+async def client() -> AsyncIterator[httpx.AsyncClient]:
+    """The HTTP client production uses (`core.http`), with short timeouts."""
+    async with http_client(2.0) as http:
+        yield http
 
 
 @pytest.fixture(scope="session")

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import socket
-from collections.abc import AsyncIterator
 
 import httpx
 import pytest
@@ -24,18 +23,6 @@ from tests.upstream_fakes import FakeFile, FakeUpstream, sample_jpeg, sample_png
 CAP = 100_000
 
 
-@pytest.fixture
-async def server() -> AsyncIterator[FakeUpstream]:
-    async with FakeUpstream() as fake:
-        yield fake
-
-
-@pytest.fixture
-async def client() -> AsyncIterator[httpx.AsyncClient]:
-    async with http_client(2.0) as http:
-        yield http
-
-
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -53,17 +40,17 @@ def free_port() -> int:
     ids=["png", "jpeg", "octet-stream", "type-with-parameters"],
 )
 async def test_downloads_an_image(
-    server: FakeUpstream, client: httpx.AsyncClient, data: bytes, content_type: str
+    upstream: FakeUpstream, client: httpx.AsyncClient, data: bytes, content_type: str
 ) -> None:
-    url = server.add_file(FakeFile(data, content_type))
+    url = upstream.add_file(FakeFile(data, content_type))
     assert await download_image(client, url, max_bytes=CAP) == data
 
 
 async def test_body_exactly_at_the_cap_is_accepted(
-    server: FakeUpstream, client: httpx.AsyncClient
+    upstream: FakeUpstream, client: httpx.AsyncClient
 ) -> None:
     data = sample_png()
-    url = server.add_file(FakeFile(data, chunked=True))
+    url = upstream.add_file(FakeFile(data, chunked=True))
     assert await download_image(client, url, max_bytes=len(data)) == data
     with pytest.raises(ResultTooLargeError):
         await download_image(client, url, max_bytes=len(data) - 1)
@@ -91,17 +78,17 @@ async def test_only_http_urls(client: httpx.AsyncClient, url: str) -> None:
     ],
 )
 async def test_status_mapping(
-    server: FakeUpstream, client: httpx.AsyncClient, status: int, error: type[Exception]
+    upstream: FakeUpstream, client: httpx.AsyncClient, status: int, error: type[Exception]
 ) -> None:
-    url = server.add_file(FakeFile(sample_png(), status=status))
+    url = upstream.add_file(FakeFile(sample_png(), status=status))
     with pytest.raises(error):
         await download_image(client, url, max_bytes=CAP)
 
 
 async def test_rate_limit_carries_retry_after(
-    server: FakeUpstream, client: httpx.AsyncClient
+    upstream: FakeUpstream, client: httpx.AsyncClient
 ) -> None:
-    url = server.add_file(FakeFile(status=429, headers={"Retry-After": "4"}))
+    url = upstream.add_file(FakeFile(status=429, headers={"Retry-After": "4"}))
     with pytest.raises(UpstreamRateLimitedError) as caught:
         await download_image(client, url, max_bytes=CAP)
     assert caught.value.params["retry_after"] == 4.0
@@ -120,38 +107,40 @@ async def test_rate_limit_carries_retry_after(
     ids=["html", "png-as-html", "png-as-json", "garbage-as-png", "svg", "empty"],
 )
 async def test_not_an_image(
-    server: FakeUpstream, client: httpx.AsyncClient, file: FakeFile
+    upstream: FakeUpstream, client: httpx.AsyncClient, file: FakeFile
 ) -> None:
-    url = server.add_file(file)
+    url = upstream.add_file(file)
     with pytest.raises(ResultInvalidError):
         await download_image(client, url, max_bytes=CAP)
 
 
 async def test_too_large_by_content_length_reads_no_body(
-    server: FakeUpstream, client: httpx.AsyncClient
+    upstream: FakeUpstream, client: httpx.AsyncClient
 ) -> None:
     # The server announces the length and then stalls: only a check of the header returns.
-    url = server.add_file(FakeFile(b"", declared_length=CAP * 10, hang_after=True))
+    url = upstream.add_file(FakeFile(b"", declared_length=CAP * 10, hang_after=True))
     with pytest.raises(ResultTooLargeError):
         await download_image(client, url, max_bytes=CAP)
 
 
 async def test_too_large_streamed_stops_at_the_cap(
-    server: FakeUpstream, client: httpx.AsyncClient
+    upstream: FakeUpstream, client: httpx.AsyncClient
 ) -> None:
     # Chunked, no length, and the body never ends: reading it all would time out instead.
     body = sample_png()[:16] + bytes(CAP * 5)
-    url = server.add_file(FakeFile(body, chunked=True, hang_after=True), name="big.png")
+    url = upstream.add_file(FakeFile(body, chunked=True, hang_after=True), name="big.png")
     with pytest.raises(ResultTooLargeError):
         await download_image(client, url, max_bytes=CAP)
 
 
-async def test_follows_redirects_manually(server: FakeUpstream, client: httpx.AsyncClient) -> None:
-    final = server.add_file(FakeFile(sample_png()), name="final.png")
-    hop = server.add_file(FakeFile(status=302, location="/files/final.png"), name="hop")
-    start = server.add_file(FakeFile(status=301, location=hop), name="start")
+async def test_follows_redirects_manually(
+    upstream: FakeUpstream, client: httpx.AsyncClient
+) -> None:
+    final = upstream.add_file(FakeFile(sample_png()), name="final.png")
+    hop = upstream.add_file(FakeFile(status=302, location="/files/final.png"), name="hop")
+    start = upstream.add_file(FakeFile(status=301, location=hop), name="start")
     assert await download_image(client, start, max_bytes=CAP) == sample_png()
-    assert [r.path for r in server.file_requests] == [
+    assert [r.path for r in upstream.file_requests] == [
         "/files/start",
         "/files/hop",
         "/files/final.png",
@@ -159,22 +148,22 @@ async def test_follows_redirects_manually(server: FakeUpstream, client: httpx.As
     assert final.endswith("/files/final.png")
 
 
-async def test_too_many_redirects(server: FakeUpstream, client: httpx.AsyncClient) -> None:
-    server.add_file(FakeFile(status=302, location="/files/loop"), name="loop")
+async def test_too_many_redirects(upstream: FakeUpstream, client: httpx.AsyncClient) -> None:
+    upstream.add_file(FakeFile(status=302, location="/files/loop"), name="loop")
     with pytest.raises(ResultInvalidError, match="redirects"):
-        await download_image(client, server.file_url("loop"), max_bytes=CAP, max_redirects=3)
-    assert len(server.file_requests) == 4
+        await download_image(client, upstream.file_url("loop"), max_bytes=CAP, max_redirects=3)
+    assert len(upstream.file_requests) == 4
 
 
 async def test_redirect_to_another_scheme_is_refused(
-    server: FakeUpstream, client: httpx.AsyncClient
+    upstream: FakeUpstream, client: httpx.AsyncClient
 ) -> None:
-    url = server.add_file(FakeFile(status=302, location="file:///etc/passwd"))
+    url = upstream.add_file(FakeFile(status=302, location="file:///etc/passwd"))
     with pytest.raises(ResultInvalidError):
         await download_image(client, url, max_bytes=CAP)
 
 
-async def test_guard_vets_every_hop(server: FakeUpstream, client: httpx.AsyncClient) -> None:
+async def test_guard_vets_every_hop(upstream: FakeUpstream, client: httpx.AsyncClient) -> None:
     seen: list[str] = []
 
     async def guard(url: str) -> None:
@@ -182,25 +171,25 @@ async def test_guard_vets_every_hop(server: FakeUpstream, client: httpx.AsyncCli
         if "inner" in url:
             raise ForbiddenUrlError("private")
 
-    url = server.add_file(FakeFile(status=307, location="/files/inner"))
+    url = upstream.add_file(FakeFile(status=307, location="/files/inner"))
     with pytest.raises(ForbiddenUrlError):
         await download_image(client, url, max_bytes=CAP, guard=guard)
-    assert seen == [url, server.file_url("inner")]
-    assert len(server.file_requests) == 1
+    assert seen == [url, upstream.file_url("inner")]
+    assert len(upstream.file_requests) == 1
 
 
-async def test_client_timeout(server: FakeUpstream) -> None:
-    url = server.add_file(FakeFile(hang_before=True))
+async def test_client_timeout(upstream: FakeUpstream) -> None:
+    url = upstream.add_file(FakeFile(hang_before=True))
     async with http_client(0.2) as http:
         with pytest.raises(UpstreamTimeoutError):
             await download_image(http, url, max_bytes=CAP)
 
 
 async def test_overall_deadline_beats_a_dripping_server(
-    server: FakeUpstream, client: httpx.AsyncClient
+    upstream: FakeUpstream, client: httpx.AsyncClient
 ) -> None:
     # Headers and some bytes arrive, then nothing: the per-read timeout (2 s) is not what ends it.
-    url = server.add_file(FakeFile(sample_png()[:20], declared_length=1000, hang_after=True))
+    url = upstream.add_file(FakeFile(sample_png()[:20], declared_length=1000, hang_after=True))
     with pytest.raises(UpstreamTimeoutError):
         await download_image(client, url, max_bytes=CAP, timeout=0.2)
 
@@ -211,13 +200,13 @@ async def test_connection_refused(client: httpx.AsyncClient) -> None:
 
 
 async def test_errors_never_show_the_url_path_or_query(
-    server: FakeUpstream, client: httpx.AsyncClient
+    upstream: FakeUpstream, client: httpx.AsyncClient
 ) -> None:
-    server.add_file(FakeFile(status=404), name="secret-path")
-    url = server.file_url("secret-path") + "?Signature=TOPSECRET&Expires=1"
+    upstream.add_file(FakeFile(status=404), name="secret-path")
+    url = upstream.file_url("secret-path") + "?Signature=TOPSECRET&Expires=1"
     with pytest.raises(ResultExpiredError) as caught:
         await download_image(client, url, max_bytes=CAP)
     text = f"{caught.value} {caught.value.params}"
     assert "TOPSECRET" not in text
     assert "secret-path" not in text
-    assert server.url in text
+    assert upstream.url in text
