@@ -330,6 +330,33 @@ class RetouchService:
         await self._emit(JobEvent("cancelled", cancelled))
         return True
 
+    # --- what the adapters ask ------------------------------------------------------------
+
+    async def job_of(self, platform: str, job_id: str) -> Job | None:
+        """The job `job_id` if it belongs to `platform` (a button's payload names it)."""
+        job = await self.store.get_job(job_id)
+        return job if job is not None and job.platform == platform else None
+
+    async def unfinished_jobs_where(
+        self, platform: str, reply_key: str, reply_value: object
+    ) -> list[Job]:
+        """The platform's unfinished jobs whose reply target has `reply_key == reply_value`.
+
+        For example the jobs of one Discord interaction, which a Cancel button stops together.
+        """
+        return [
+            job
+            for job in await self.store.unfinished_jobs()
+            if job.platform == platform and job.reply_target.get(reply_key) == reply_value
+        ]
+
+    async def quota_left(self, platform: str, user_id: str) -> int | None:
+        """Jobs the user has left today, or None when no limit applies (no store read then)."""
+        user_limit, _ = self.policy.limits_for(platform, user_id, "", False)
+        if user_limit is None:
+            return None
+        return (await self.quota_status(platform, user_id)).left
+
     # --- per-user data --------------------------------------------------------------------
 
     async def quota_status(self, platform: str, user_id: str) -> QuotaStatus:

@@ -216,8 +216,8 @@ class DiscordBot:
     async def on_redo(self, interaction: Interaction, job_id: str, fidelity: float) -> None:
         """A redo is a new job on the same input, with its own deferred response."""
         lang = lang_of(interaction)
-        job = await self.service.store.get_job(job_id)
-        if job is None or job.platform != PLATFORM:
+        job = await self.service.job_of(PLATFORM, job_id)
+        if job is None:
             await self._tell(interaction, m.text("job_gone", lang))
         elif job.user_id != str(interaction.user.id):
             await self._tell(interaction, m.text("not_yours", lang))
@@ -230,11 +230,7 @@ class DiscordBot:
         """Cancel the presser's waiting or running jobs of that interaction."""
         lang = lang_of(interaction)
         presser = str(interaction.user.id)
-        jobs = [
-            job
-            for job in await self.service.store.unfinished_jobs()
-            if job.platform == PLATFORM and job.reply_target.get("interaction_id") == interaction_id
-        ]
+        jobs = await self.service.unfinished_jobs_where(PLATFORM, "interaction_id", interaction_id)
         mine = [job for job in jobs if job.user_id == presser]
         if jobs and not mine:
             await self._tell(interaction, m.text("not_yours", lang))
@@ -339,13 +335,8 @@ class DiscordBot:
             self.status.drop(Target.of(job))
 
     async def _busy_siblings(self, interaction_id: int) -> set[str]:
-        return {
-            job.id
-            for job in await self.service.store.unfinished_jobs()
-            if job.platform == PLATFORM
-            and job.state in ("running", "delivering")
-            and job.reply_target.get("interaction_id") == interaction_id
-        }
+        jobs = await self.service.unfinished_jobs_where(PLATFORM, "interaction_id", interaction_id)
+        return {job.id for job in jobs if job.state in ("running", "delivering")}
 
     async def _tell(
         self, interaction: Interaction, line: str, view: discord.ui.View | None = None

@@ -421,7 +421,7 @@ class TelegramBot:
                 await _edit(query, m.text("forget_kept", lang))
             return ""
         job_id, _, value = rest.partition(":")
-        job = await self.service.store.get_job(job_id)
+        job = await self.service.job_of(PLATFORM, job_id)
         if job is None:
             return m.text("job_gone", lang)
         if job.user_id != presser:
@@ -602,11 +602,9 @@ class TelegramBot:
 
     async def _caption(self, job: Job, lang: m.Lang) -> str:
         left = ""
-        user_limit, _ = self.service.policy.limits_for(PLATFORM, job.user_id, job.chat_id, False)
-        if user_limit is not None:  # no limit, nothing to say: spare the store a read
-            status = await self.service.quota_status(PLATFORM, job.user_id)
-            if status.left is not None:
-                left = m.text("left_today", lang, left=status.left)
+        quota_left = await self.service.quota_left(PLATFORM, job.user_id)
+        if quota_left is not None:
+            left = m.text("left_today", lang, left=quota_left)
         return m.text("done_caption", lang, fidelity=job.fidelity, left=left)
 
     async def _send_text(self, job: Job, line: str) -> None:
