@@ -8,6 +8,7 @@ a temporary folder, and PostgreSQL in a fresh database on the session's server (
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import sqlite3
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import replace
@@ -27,6 +28,7 @@ from core.store import (
     ChatQuotaExceededError,
     JobStore,
     QuotaExceededError,
+    StoreDump,
     StoreError,
     Usage,
     UserSettings,
@@ -710,6 +712,55 @@ async def test_schema_is_created_in_wal_mode_and_reopening_is_a_no_op(tmp_path: 
         assert await again.get_job(reserved.id) == reserved
     with sqlite3.connect(path) as raw:
         assert raw.execute("SELECT sql FROM sqlite_master ORDER BY name").fetchall() == schema
+
+
+LAST_RELEASE = Path(__file__).parent / "fixtures" / "sqlite-store-v2.sql"
+
+
+def schema_of(path: Path) -> list[tuple[str, str]]:
+    with contextlib.closing(sqlite3.connect(path)) as raw:
+        return raw.execute("SELECT name, sql FROM sqlite_master ORDER BY name").fetchall()
+
+
+@pytest.mark.parametrize("version", [1, 2])
+async def test_a_file_of_the_last_release_opens_and_upgrades(tmp_path: Path, version: int) -> None:
+    path = tmp_path / "retouch.db"
+    with contextlib.closing(sqlite3.connect(path)) as raw:
+        raw.executescript(LAST_RELEASE.read_text(encoding="utf-8"))
+        if version == 1:  # before `db import` existed
+            raw.execute("DROP TABLE store_imports")
+        raw.execute(f"PRAGMA user_version = {version}")
+    async with await SqliteStore.open(tmp_path / "fresh.db") as fresh:
+        assert await fresh.schema_version() == len(MIGRATIONS)
+    clock = FakeClock(T0 + 3600)
+
+    async with await SqliteStore.open(path, clock=clock) as store:
+        assert await store.schema_version() == len(MIGRATIONS)
+        unfinished = await store.unfinished_jobs()
+        assert [(j.id[:2], j.state, j.owner, j.paid) for j in unfinished] == [
+            ("1e", "queued", "old", "daily"),
+            ("2d", "running", "old", "daily"),
+            ("3c", "delivering", None, "free"),
+        ]
+        assert unfinished[0].reply_target == {"chat_id": "u2", "message_id": 7}
+        assert unfinished[1].attempts == 1 and unfinished[2].result_path == "data/results/x.jpg"
+        assert await store.usage("telegram", "u1", "2026-11-25") == Usage(used=1, credits=4)
+        assert await store.chat_usage("telegram", "g", "2026-11-25") == 1
+        assert await store.get_user_settings("telegram", "u1") == UserSettings(0.35)
+        # It goes on as before: the dead replica's jobs are adopted, payments refunded.
+        adopted = await store.claim_stale("new", stale_after=60, platforms=["telegram", "discord"])
+        assert [j.id for j in adopted] == [j.id for j in unfinished]
+        assert await store.refund(unfinished[2].id)
+        assert await store.usage("discord", "d1", "2026-11-27") == Usage()
+        reserved = await store.reserve(job("u1"), day=DAY, user_limit=1, chat_limit=None)
+        assert await store.get_job(reserved.id) == reserved
+        imported = StoreDump("4b" * 16, "sqlite", 2, T0, credits=[("telegram", "u1", 1)])
+        if version == 1:
+            assert await store.import_dump(imported) == {**imported.counts(), "credits": 1}
+        else:  # the file remembers its import
+            with pytest.raises(AlreadyImportedError):
+                await store.import_dump(imported)
+    assert schema_of(path) == schema_of(tmp_path / "fresh.db")
 
 
 async def test_migrations_run_in_order_from_the_stored_version(
