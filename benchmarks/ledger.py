@@ -34,9 +34,9 @@ from pathlib import Path
 from typing import Any
 
 from core.jobs import NewJob
-from core.postgres_store import PostgresStore
-from core.sqlite_store import SqliteStore
 from core.store import JobStore
+from core.store.postgres import PostgresStore
+from core.store.sqlite import SqliteStore
 
 RESULTS = Path(__file__).resolve().parent / "results" / "ledger.json"
 ROOT = Path(__file__).resolve().parent.parent

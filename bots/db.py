@@ -27,20 +27,16 @@ from typing import Any, TextIO
 
 from pydantic import SecretStr
 
+from core.errors import AlreadyImportedError, StoreError
 from core.jobs import Job
-from core.postgres_store import redact_url
+from core.logs import redact_url
 from core.settings import Settings
-from core.store import AlreadyImportedError, StoreDump, StoreError, describe_store, open_store
+from core.store import DUMP_TABLES, JobStore, StoreDump, describe_store, open_store
 
 FORMAT = "retouch-bot-store"
 FORMAT_VERSION = 1
-KINDS = ("daily_usage", "chat_usage", "credits", "user_settings", "job")
-_FIELDS = {
-    "daily_usage": ("platform", "user_id", "day", "used"),
-    "chat_usage": ("platform", "chat_id", "day", "used"),
-    "credits": ("platform", "user_id", "balance"),
-    "user_settings": ("platform", "user_id", "default_fidelity", "locale"),
-}
+_FIELDS = {table.name: table.columns for table in DUMP_TABLES}
+KINDS = (*_FIELDS, "job")
 _JOB_FIELDS = tuple(field.name for field in dataclasses.fields(Job))
 
 
@@ -68,7 +64,7 @@ def dump_lines(dump: StoreDump, store: str) -> Iterator[str]:
         "exported_at": dump.exported_at,
     }
     yield json.dumps(header)
-    for kind in ("daily_usage", "chat_usage", "credits", "user_settings"):
+    for kind in _FIELDS:
         for row in getattr(dump, kind):
             yield json.dumps({"kind": kind, **dict(zip(_FIELDS[kind], row, strict=True))})
     for job in dump.jobs:
@@ -155,12 +151,19 @@ def _counts(counts: dict[str, int]) -> str:
     return ", ".join(f"{n} {kind.replace('_', ' ')}" for kind, n in counts.items())
 
 
-async def db_migrate(settings: Settings) -> int:
-    """Create or upgrade the configured store's schema; print where and which version."""
+async def _open(settings: Settings) -> JobStore | None:
+    """The configured store, or None having said on stderr why it cannot be opened."""
     try:
-        store = await open_store(settings)
+        return await open_store(settings)
     except StoreError as exc:
         print(f"retouch-bot: {exc}", file=sys.stderr)
+        return None
+
+
+async def db_migrate(settings: Settings) -> int:
+    """Create or upgrade the configured store's schema; print where and which version."""
+    store = await _open(settings)
+    if store is None:
         return 1
     try:
         version = await store.schema_version()
@@ -180,10 +183,8 @@ async def db_export(settings: Settings, file: str, from_sqlite: Path | None) -> 
             update={"database_path": from_sqlite, "database_url": SecretStr("")}
         )
     where = describe_store(settings)
-    try:
-        store = await open_store(settings)
-    except StoreError as exc:
-        print(f"retouch-bot: {exc}", file=sys.stderr)
+    store = await _open(settings)
+    if store is None:
         return 1
     try:
         dump = await store.export_dump()
@@ -220,10 +221,8 @@ async def db_import(settings: Settings, file: str) -> int:
             file=sys.stderr,
         )
         return 1
-    try:
-        store = await open_store(settings)
-    except StoreError as exc:
-        print(f"retouch-bot: {exc}", file=sys.stderr)
+    store = await _open(settings)
+    if store is None:
         return 1
     try:
         counts = await store.import_dump(dump)

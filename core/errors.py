@@ -146,6 +146,40 @@ class BusyError(BackendError):
     code = "busy"
 
 
+# --- the store ------------------------------------------------------------------------------
+
+
+class StoreError(RetouchError):
+    """The store cannot be used as it is (e.g. its schema is newer than this code)."""
+
+    code = "store"
+
+
+class AlreadyImportedError(StoreError):
+    """This export was imported into this store before; importing it again would double it."""
+
+    code = "already_imported"
+
+
+class QuotaExceededError(RetouchError):
+    """The user's daily allowance is used up and no granted credits are left."""
+
+    code = "quota_exceeded"
+    user_fault = True
+
+    def __init__(self, message: str, *, used: int, limit: int, credits: int) -> None:
+        super().__init__(message, used=used, limit=limit, credits=credits)
+        self.used = used
+        self.limit = limit
+        self.credits = credits
+
+
+class ChatQuotaExceededError(QuotaExceededError):
+    """The group chat's daily allowance is used up; personal credits do not lift it."""
+
+    code = "chat_quota_exceeded"
+
+
 # --- admission and delivery -------------------------------------------------------------------
 
 

@@ -43,7 +43,6 @@ class NewJob:
     reply_target: dict[str, Any]
     input_ref: dict[str, Any]
     fidelity: float
-    input_path: str | None = None
     id: str = field(default_factory=new_job_id)
 
     def reserved(
@@ -65,7 +64,6 @@ class NewJob:
             day=day,
             paid=paid,
             chat_counted=chat_counted,
-            input_path=self.input_path,
             owner=owner,
             heartbeat_at=now if owner is not None else None,
         )
@@ -91,7 +89,6 @@ class Job:
     attempts: int = 0
     error_code: str | None = None
     result_path: str | None = None
-    input_path: str | None = None
     owner: str | None = None
     heartbeat_at: float | None = None
 

@@ -14,6 +14,7 @@ from collections.abc import Iterable
 from contextvars import ContextVar
 from datetime import UTC, datetime
 from typing import TextIO
+from urllib.parse import urlsplit, urlunsplit
 
 from pydantic import SecretStr
 
@@ -51,6 +52,19 @@ def _keep_prefix(match: re.Match[str]) -> str:
     if len(groups) == 2:
         return f"{groups[0]}{REDACTED}{groups[1]}"
     return f"{groups[0]}{REDACTED}" if groups else REDACTED
+
+
+def redact_url(url: str) -> str:
+    """The URL without its password, for messages and logs (a database URL, say)."""
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return "postgresql://(unparsable URL)"
+    if parts.password is None:
+        return url
+    host = parts.netloc.rpartition("@")[2]
+    user = parts.username or ""
+    return urlunsplit(parts._replace(netloc=f"{user}:***@{host}"))
 
 
 def secrets_of(settings: Settings) -> list[str]:

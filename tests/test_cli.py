@@ -122,7 +122,7 @@ def test_jobs_lists_stored_jobs(tmp_path: Path) -> None:
     import asyncio
 
     from core.jobs import NewJob
-    from core.sqlite_store import SqliteStore
+    from core.store.sqlite import SqliteStore
 
     async def add_job() -> str:
         store = await SqliteStore.open(tmp_path / "data" / "retouch.db")

@@ -9,9 +9,9 @@ import sys
 from dataclasses import replace
 from pathlib import Path
 
-from core.postgres_store import PostgresStore
-from core.sqlite_store import SqliteStore
 from core.store import Usage
+from core.store.postgres import PostgresStore
+from core.store.sqlite import SqliteStore
 from tests.test_store import DAY, FakeClock, fill
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -7,7 +7,7 @@ import logging
 
 import pytest
 
-from core.logs import REDACTED, Redactor, setup_logging
+from core.logs import REDACTED, Redactor, redact_url, setup_logging
 from core.settings import load_settings
 
 TOKEN = "1234567:AAHfakeTokenForTestsOnly_abcdefghijklmn"
@@ -71,3 +71,9 @@ def test_job_ids_and_redaction_in_both_formats(
     else:
         assert "[job job123] posting to bot[REDACTED]/sendPhoto" in first
         assert "[job" not in second
+
+
+def test_database_urls_lose_only_their_password() -> None:
+    assert redact_url("postgresql://u:pw@db:5432/x") == "postgresql://u:***@db:5432/x"
+    assert redact_url("postgresql://db/x") == "postgresql://db/x"
+    assert redact_url("postgres://u@db/x?sslmode=require") == "postgres://u@db/x?sslmode=require"

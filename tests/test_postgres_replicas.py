@@ -21,8 +21,8 @@ import pytest
 from aiohttp import web
 
 from core.jobs import NewJob
-from core.postgres_store import PostgresStore
 from core.quota import day_key
+from core.store.postgres import PostgresStore
 from tests.fake_telegram import FakeTelegram, User
 from tests.upstream_fakes import Echo, FakeUpstream, RecordedRequest, Reply
 

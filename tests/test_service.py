@@ -25,12 +25,12 @@ from core.errors import (
     TooManyInFlightError,
 )
 from core.jobs import Job, JobState, NewJob
-from core.postgres_store import PostgresStore
 from core.quota import day_key
 from core.service import RetouchService
 from core.settings import Settings
-from core.sqlite_store import SqliteStore
 from core.store import JobStore, QuotaExceededError
+from core.store.postgres import PostgresStore
+from core.store.sqlite import SqliteStore
 from tests.pg import PgServer
 from tests.service_fakes import (
     EchoBackend,
@@ -516,7 +516,7 @@ CHILD = textwrap.dedent(
     import asyncio, sys
     from pathlib import Path
     from core.service import RetouchService
-    from core.sqlite_store import SqliteStore
+    from core.store.sqlite import SqliteStore
     from tests.service_fakes import EchoBackend, RecordingHooks, request_for, service_settings
 
     async def main():

@@ -1,4 +1,4 @@
-"""`core.sqlite_writer.Writer`: group commit, with WAL checkpoints off the commit path."""
+"""`core.store.sqlite_writer.Writer`: group commit, with WAL checkpoints off the commit path."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from core.sqlite_writer import BACKSTOP_PAGES, CHECKPOINT_EVERY, Writer
+from core.store.sqlite_writer import BACKSTOP_PAGES, CHECKPOINT_EVERY, Writer
 
 
 @pytest.fixture

@@ -16,13 +16,10 @@ from pathlib import Path
 
 import pytest
 
-import core.postgres_store
-import core.sqlite_store
-import core.sqlite_writer
+import core.store.schema
+import core.store.sqlite_writer
 from core.jobs import NewJob, Platform
-from core.postgres_store import PostgresStore
 from core.quota import QuotaPolicy
-from core.sqlite_store import MIGRATIONS, SqliteStore
 from core.store import (
     AlreadyImportedError,
     ChatQuotaExceededError,
@@ -33,6 +30,9 @@ from core.store import (
     Usage,
     UserSettings,
 )
+from core.store.postgres import PostgresStore
+from core.store.schema import MIGRATIONS
+from core.store.sqlite import SqliteStore
 from tests.pg import PgServer
 
 STORES = ["sqlite", "postgresql"]
@@ -330,7 +330,7 @@ async def test_transition_is_compare_and_set(store: JobStore, clock: FakeClock) 
 
 async def test_transition_sets_the_given_fields_and_clears_with_none(store: JobStore) -> None:
     reserved = await store.reserve(job(), day=DAY, user_limit=5, chat_limit=None)
-    await store.transition(reserved.id, "running", expect=["queued"], input_path="in/a.jpg")
+    await store.transition(reserved.id, "running", expect=["queued"], error_code="slow")
     delivering = await store.transition(
         reserved.id,
         "delivering",
@@ -340,7 +340,7 @@ async def test_transition_sets_the_given_fields_and_clears_with_none(store: JobS
         heartbeat_at=5.0,
     )
     assert delivering is not None
-    assert (delivering.input_path, delivering.result_path) == ("in/a.jpg", "out/a.jpg")
+    assert (delivering.error_code, delivering.result_path) == ("slow", "out/a.jpg")
     assert (delivering.owner, delivering.heartbeat_at) == ("replica-1", 5.0)
     failed = await store.transition(
         reserved.id, "failed", expect=["delivering"], error_code="upload", result_path=None
@@ -425,9 +425,7 @@ async def test_default_fidelity_is_saved_and_cleared(store: JobStore) -> None:
 async def test_forget_deletes_the_user_but_not_todays_quota(store: JobStore) -> None:
     await store.reserve(job("u1"), day="2026-11-25", user_limit=9, chat_limit=None)
     gone = await store.reserve(job("u1"), day=DAY, user_limit=9, chat_limit=None)
-    await store.transition(
-        gone.id, "done", expect=["queued"], input_path="in/1.jpg", result_path="out/1.jpg"
-    )
+    await store.transition(gone.id, "done", expect=["queued"], result_path="out/1.jpg")
     await store.reserve(job("u1"), day=DAY, user_limit=9, chat_limit=None)
     other = await store.reserve(job("u2"), day=DAY, user_limit=9, chat_limit=None)
     await store.set_default_fidelity("telegram", "u1", 0.7)
@@ -436,7 +434,7 @@ async def test_forget_deletes_the_user_but_not_todays_quota(store: JobStore) -> 
 
     paths = await store.forget("telegram", "u1", today=DAY)
 
-    assert sorted(paths) == ["in/1.jpg", "out/1.jpg"]
+    assert paths == ["out/1.jpg"]
     assert await store.recent_jobs(user=("telegram", "u1")) == []
     assert await store.get_job(gone.id) is None
     assert await store.get_user_settings("telegram", "u1") == UserSettings()
@@ -770,7 +768,7 @@ async def test_migrations_run_in_order_from_the_stored_version(
     async with await SqliteStore.open(path) as store:
         reserved = await store.reserve(job(), day=DAY, user_limit=1, chat_limit=None)
     upgraded = [*MIGRATIONS, ("ALTER TABLE user_settings ADD COLUMN theme TEXT",)]
-    monkeypatch.setattr(core.sqlite_store, "MIGRATIONS", upgraded)
+    monkeypatch.setattr(core.store.schema, "MIGRATIONS", upgraded)
 
     async with await SqliteStore.open(path) as store:
         assert await store.schema_version() == len(upgraded)
@@ -802,7 +800,7 @@ async def test_a_locked_database_is_waited_for_and_retried(
         if attempt == 2:
             other.execute("COMMIT")
 
-    monkeypatch.setattr(core.sqlite_writer, "_pause", pause)
+    monkeypatch.setattr(core.store.sqlite_writer, "_pause", pause)
     try:
         reserved = await store.reserve(job(), day=DAY, user_limit=1, chat_limit=None)
         assert pauses == [0, 1, 2]
@@ -870,9 +868,7 @@ async def test_pg_schema_is_created_once_even_by_replicas_starting_together(
 ) -> None:
     stores = await asyncio.gather(*(PostgresStore.open(postgres_url) for _ in range(6)))
     try:
-        assert [await s.schema_version() for s in stores] == [
-            len(core.postgres_store.MIGRATIONS)
-        ] * 6
+        assert [await s.schema_version() for s in stores] == [len(core.store.schema.MIGRATIONS)] * 6
         reserved = await stores[0].reserve(job(), day=DAY, user_limit=1, chat_limit=None)
     finally:
         await asyncio.gather(*(s.close() for s in stores))
@@ -886,16 +882,16 @@ async def test_pg_migrations_run_in_order_from_the_stored_version(
     async with await PostgresStore.open(postgres_url) as store:
         reserved = await store.reserve(job(), day=DAY, user_limit=1, chat_limit=None)
     upgraded = [
-        *core.postgres_store.MIGRATIONS,
+        *core.store.schema.MIGRATIONS,
         ("ALTER TABLE user_settings ADD COLUMN theme text",),
     ]
-    monkeypatch.setattr(core.postgres_store, "MIGRATIONS", upgraded)
+    monkeypatch.setattr(core.store.schema, "MIGRATIONS", upgraded)
     async with await PostgresStore.open(postgres_url) as store:
         assert await store.schema_version() == len(upgraded)
         assert await store.get_job(reserved.id) == reserved
         assert await store._fetch("SELECT theme FROM user_settings") == []
 
-    monkeypatch.setattr(core.postgres_store, "MIGRATIONS", upgraded[:-1])
+    monkeypatch.setattr(core.store.schema, "MIGRATIONS", upgraded[:-1])
     with pytest.raises(StoreError, match="newer than this program"):
         await PostgresStore.open(postgres_url)
 
@@ -903,11 +899,11 @@ async def test_pg_migrations_run_in_order_from_the_stored_version(
 async def test_pg_a_failed_migration_changes_nothing(
     postgres_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    broken = [*core.postgres_store.MIGRATIONS, ("CREATE TABLE extra (x int)", "NOT SQL")]
-    monkeypatch.setattr(core.postgres_store, "MIGRATIONS", broken)
+    broken = [*core.store.schema.MIGRATIONS, ("CREATE TABLE extra (x int)", "NOT SQL")]
+    monkeypatch.setattr(core.store.schema, "MIGRATIONS", broken)
     with pytest.raises(StoreError, match="syntax error"):
         await PostgresStore.open(postgres_url)
-    monkeypatch.setattr(core.postgres_store, "MIGRATIONS", broken[:-1])
+    monkeypatch.setattr(core.store.schema, "MIGRATIONS", broken[:-1])
     async with await PostgresStore.open(postgres_url) as store:
         assert await store.schema_version() == len(broken) - 1
         assert await store._fetch("SELECT to_regclass('extra') IS NULL") == [(True,)]
@@ -931,10 +927,3 @@ async def test_pg_an_unreachable_server_is_one_clear_error_without_the_password(
         await PostgresStore.open(url, connect_timeout=2)
     assert "Cannot connect to PostgreSQL at postgresql://bot:***@/retouch" in str(caught.value)
     assert "s3cret-pw" not in str(caught.value)
-
-
-def test_pg_urls_are_redacted() -> None:
-    redact = core.postgres_store.redact_url
-    assert redact("postgresql://u:pw@db:5432/x") == "postgresql://u:***@db:5432/x"
-    assert redact("postgresql://db/x") == "postgresql://db/x"
-    assert redact("postgres://u@db/x?sslmode=require") == "postgres://u@db/x?sslmode=require"

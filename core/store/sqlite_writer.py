@@ -21,7 +21,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, Final, Generic, TypeVar
 
-from core.store import StoreError
+from core.errors import StoreError
 
 log = logging.getLogger("retouch.store")
 

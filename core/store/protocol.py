@@ -8,20 +8,14 @@ run by one replica at a time because a replica must hold its claim (`owner`, kep
 
 from __future__ import annotations
 
-import dataclasses
-import uuid
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Final, Protocol
+from typing import Any, Final, Protocol
 
-from core.errors import RetouchError
 from core.jobs import JOB_STATES, Job, JobState, NewJob
 
-if TYPE_CHECKING:
-    from core.settings import Settings
-
 TRANSITION_FIELDS: Final[frozenset[str]] = frozenset(
-    {"error_code", "result_path", "input_path", "attempts", "owner", "heartbeat_at"}
+    {"error_code", "result_path", "attempts", "owner", "heartbeat_at"}
 )
 """The columns `JobStore.transition` may set besides the state (and `updated_at`, always)."""
 
@@ -35,31 +29,6 @@ def check_transition(
         raise TypeError(f"transition() cannot set {', '.join(sorted(unknown))}")
     if to_state not in JOB_STATES or not expect:
         raise ValueError(f"bad transition to {to_state!r} expecting {sorted(expect)!r}")
-
-
-class StoreError(RetouchError):
-    """The store cannot be used as it is (e.g. its schema is newer than this code)."""
-
-    code = "store"
-
-
-class QuotaExceededError(RetouchError):
-    """The user's daily allowance is used up and no granted credits are left."""
-
-    code = "quota_exceeded"
-    user_fault = True
-
-    def __init__(self, message: str, *, used: int, limit: int, credits: int) -> None:
-        super().__init__(message, used=used, limit=limit, credits=credits)
-        self.used = used
-        self.limit = limit
-        self.credits = credits
-
-
-class ChatQuotaExceededError(QuotaExceededError):
-    """The group chat's daily allowance is used up; personal credits do not lift it."""
-
-    code = "chat_quota_exceeded"
 
 
 @dataclass(frozen=True, slots=True)
@@ -120,22 +89,6 @@ class StoreDump:
             "user_settings": len(self.user_settings),
             "jobs": len(self.jobs),
         }
-
-
-def new_export_id() -> str:
-    """A fresh `StoreDump.export_id`."""
-    return uuid.uuid4().hex
-
-
-def unowned(job: Job) -> Job:
-    """The job as an import writes it: held by no replica, for any of them to adopt."""
-    return dataclasses.replace(job, owner=None, heartbeat_at=None)
-
-
-class AlreadyImportedError(StoreError):
-    """This export was imported into this store before; importing it again would double it."""
-
-    code = "already_imported"
 
 
 class JobStore(Protocol):
@@ -242,7 +195,7 @@ class JobStore(Protocol):
         """Delete the user's jobs, settings and usage counters older than `today`.
 
         Today's counter and the credit balance stay, so forgetting neither resets nor forfeits
-        quota. Returns the job file paths (inputs, results) for the caller to delete.
+        quota. Returns the job's result file paths for the caller to delete.
         """
         ...
 
@@ -270,28 +223,3 @@ class JobStore(Protocol):
     async def close(self) -> None:
         """Release the connections; the store is unusable afterwards."""
         ...
-
-
-def describe_store(settings: Settings) -> str:
-    """Which store the settings name, for people: the URL without its password, or the path."""
-    url = settings.database_url.get_secret_value()
-    if url:
-        from core.postgres_store import redact_url
-
-        return f"PostgreSQL at {redact_url(url)}"
-    return f"SQLite at {settings.database_path}"
-
-
-async def open_store(settings: Settings) -> JobStore:
-    """The store the settings name: PostgreSQL when `DATABASE_URL` is set, else SQLite.
-
-    Opening creates the schema or migrates it to this program's version.
-    """
-    url = settings.database_url.get_secret_value()
-    if url:
-        from core.postgres_store import PostgresStore
-
-        return await PostgresStore.open(url, max_size=settings.database_pool_size)
-    from core.sqlite_store import SqliteStore
-
-    return await SqliteStore.open(settings.database_path)

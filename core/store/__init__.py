@@ -1,0 +1,41 @@
+"""The job and quota store: one interface (`JobStore`), on SQLite or PostgreSQL.
+
+    from core.store import JobStore, open_store, Usage
+
+The stores themselves are `core.store.sqlite.SqliteStore` and `core.store.postgres.PostgresStore`;
+`open_store` picks the one the settings name.
+"""
+
+from core.errors import (
+    AlreadyImportedError,
+    ChatQuotaExceededError,
+    QuotaExceededError,
+    StoreError,
+)
+from core.store.dump import DUMP_TABLES, DumpTable
+from core.store.factory import describe_store, open_store
+from core.store.protocol import (
+    TRANSITION_FIELDS,
+    JobStore,
+    Stats,
+    StoreDump,
+    Usage,
+    UserSettings,
+)
+
+__all__ = [
+    "DUMP_TABLES",
+    "TRANSITION_FIELDS",
+    "AlreadyImportedError",
+    "ChatQuotaExceededError",
+    "DumpTable",
+    "JobStore",
+    "QuotaExceededError",
+    "Stats",
+    "StoreDump",
+    "StoreError",
+    "Usage",
+    "UserSettings",
+    "describe_store",
+    "open_store",
+]

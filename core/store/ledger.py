@@ -1,0 +1,167 @@
+"""The quota ledger in SQL, for both databases: paying for a job, refunding it, granting credits.
+
+Each step is a conditional write that says whether it took (a row comes back or not) rather than
+a read followed by a write, so it stays exact when many transactions of one user run at once:
+on PostgreSQL the upsert locks the counter row and re-reads its latest value; on SQLite one
+writer runs at a time anyway. Rows are always taken in the order user day -> credits -> chat day
+(a refund locks the job row first), so two transactions never wait for each other in a cycle.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Final
+
+from core.errors import ChatQuotaExceededError, QuotaExceededError
+from core.jobs import Job, NewJob, Paid
+from core.store.dialect import Row, Tx
+from core.store.protocol import Usage
+from core.store.schema import INSERT_JOB, job_params
+
+# $4 is the limit, NULL for none. The increment happens only below it: no row comes back when
+# the limit is reached (or is 0).
+COUNT_USER: Final = (
+    "INSERT INTO daily_usage AS u (platform, user_id, day, used) "
+    "SELECT $1, $2, $3, 1 WHERE CAST($4 AS integer) IS NULL OR CAST($4 AS integer) > 0 "
+    "ON CONFLICT (platform, user_id, day) DO UPDATE SET used = u.used + 1 "
+    "WHERE CAST($4 AS integer) IS NULL OR u.used < CAST($4 AS integer) RETURNING used"
+)
+COUNT_CHAT: Final = (
+    "INSERT INTO chat_usage AS c (platform, chat_id, day, used) "
+    "SELECT $1, $2, $3, 1 WHERE CAST($4 AS integer) > 0 "
+    "ON CONFLICT (platform, chat_id, day) DO UPDATE SET used = c.used + 1 "
+    "WHERE c.used < CAST($4 AS integer) RETURNING used"
+)
+SPEND_CREDIT: Final = (
+    "UPDATE credits SET balance = balance - 1 "
+    "WHERE platform = $1 AND user_id = $2 AND balance > 0 RETURNING balance"
+)
+USAGE: Final = (
+    "SELECT (SELECT used FROM daily_usage WHERE platform = $1 AND user_id = $2 AND day = $3), "
+    "(SELECT balance FROM credits WHERE platform = $1 AND user_id = $2)"
+)
+"""A user's count on a day and credit balance, each NULL when there is no row."""
+
+
+def usage_from(row: Row | None) -> Usage:
+    """The `Usage` in a row of `USAGE` (no row, or NULL, is 0)."""
+    used, credits = row if row is not None else (None, None)
+    return Usage(used=used or 0, credits=credits or 0)
+
+
+CHAT_USAGE: Final = "SELECT used FROM chat_usage WHERE platform = $1 AND chat_id = $2 AND day = $3"
+
+
+@dataclass(frozen=True, slots=True)
+class Reservation:
+    """One call of `JobStore.reserve`: the job and what it is paid from, and when."""
+
+    job: NewJob
+    day: str
+    user_limit: int | None
+    chat_limit: int | None
+    owner: str | None
+    now: float
+
+    def row(self, paid: Paid) -> Job:
+        """The queued job as it is inserted, paid `paid`."""
+        return self.job.reserved(
+            now=self.now,
+            day=self.day,
+            paid=paid,
+            chat_counted=self.chat_limit is not None,
+            owner=self.owner,
+        )
+
+
+async def reserve_job(tx: Tx, r: Reservation) -> Job:
+    """Pay for the job (daily allowance, else a credit; and the chat's allowance) and insert it.
+
+    Raises `QuotaExceededError` / `ChatQuotaExceededError`; the caller's transaction then rolls
+    back whatever was counted.
+    """
+    user = (r.job.platform, r.job.user_id)
+    counted = await tx.fetchval(COUNT_USER, *user, r.day, r.user_limit) is not None
+    paid: Paid
+    if r.user_limit is None:  # counted all the same
+        paid = "free"
+    elif counted:
+        paid = "daily"
+    elif await tx.fetchval(SPEND_CREDIT, *user) is not None:
+        paid = "credit"
+    else:
+        usage = usage_from(await tx.fetchrow(USAGE, *user, r.day))
+        raise QuotaExceededError(
+            f"Daily quota used up ({usage.used} of {r.user_limit}) and no credits left.",
+            used=usage.used,
+            limit=r.user_limit,
+            credits=usage.credits,
+        )
+    chat = (r.job.platform, r.job.chat_id)
+    if (
+        r.chat_limit is not None
+        and await tx.fetchval(COUNT_CHAT, *chat, r.day, r.chat_limit) is None
+    ):
+        chat_used = await tx.fetchval(CHAT_USAGE, *chat, r.day) or 0
+        credits = usage_from(await tx.fetchrow(USAGE, *user, r.day)).credits
+        raise ChatQuotaExceededError(
+            f"This chat's daily quota is used up ({chat_used} of {r.chat_limit}).",
+            used=chat_used,
+            limit=r.chat_limit,
+            # The balance the user keeps: the credit spent above comes back with the rollback.
+            credits=credits + (paid == "credit"),
+        )
+    job = r.row(paid)
+    await tx.execute(INSERT_JOB, *job_params(job, tx.dialect))
+    return job
+
+
+async def refund_job(tx: Tx, job_id: str, now: float) -> bool:
+    """Give the job's payment back where it came from; False if already refunded or unknown."""
+    row = await tx.fetchrow(
+        "SELECT platform, user_id, chat_id, day, paid, chat_counted FROM jobs "  # noqa: S608
+        f"WHERE id = $1{tx.dialect.lock_row}",
+        job_id,
+    )
+    if row is None or row[4] is None:
+        return False
+    platform, user_id, chat_id, day, paid, chat_counted = row
+    if paid == "credit":
+        await tx.execute(
+            "INSERT INTO credits (platform, user_id, balance) VALUES ($1, $2, 1) "
+            "ON CONFLICT (platform, user_id) DO UPDATE SET balance = credits.balance + 1",
+            platform,
+            user_id,
+        )
+    else:
+        await tx.execute(
+            "UPDATE daily_usage SET used = used - 1 "
+            "WHERE platform = $1 AND user_id = $2 AND day = $3 AND used > 0",
+            platform,
+            user_id,
+            day,
+        )
+    if chat_counted:
+        await tx.execute(
+            "UPDATE chat_usage SET used = used - 1 "
+            "WHERE platform = $1 AND chat_id = $2 AND day = $3 AND used > 0",
+            platform,
+            chat_id,
+            day,
+        )
+    await tx.execute(
+        "UPDATE jobs SET paid = NULL, chat_counted = false, updated_at = $2 WHERE id = $1",
+        job_id,
+        now,
+    )
+    return True
+
+
+GRANT: Final = (
+    "INSERT INTO credits AS c (platform, user_id, balance) "
+    "VALUES ($1, $2, CASE WHEN CAST($3 AS integer) > 0 THEN CAST($3 AS integer) ELSE 0 END) "
+    "ON CONFLICT (platform, user_id) DO UPDATE SET balance = CASE "
+    "WHEN c.balance + CAST($3 AS integer) > 0 THEN c.balance + CAST($3 AS integer) ELSE 0 END "
+    "RETURNING balance"
+)
+"""Add $3 credits (negative takes back, never below 0); the new balance comes back."""

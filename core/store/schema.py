@@ -1,0 +1,174 @@
+"""The store's tables, written once for both databases: migrations, job columns, row <-> `Job`.
+
+A migration is a list of statement templates filled with the dialect's words (`{text}`, `{json}`,
+...), so SQLite and PostgreSQL get the same tables in their own types. Both keep the number of
+migrations applied (SQLite in `PRAGMA user_version`, PostgreSQL in a `schema_version` row) and
+apply the missing ones in order, in one transaction, on open.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Final
+
+from core.errors import StoreError
+from core.jobs import Job
+from core.store.dialect import UNFINISHED_SQL, Dialect, Row, Tx
+
+MIGRATIONS: Final[list[tuple[str, ...]]] = [
+    # 1: jobs with their reservation, usage counters, credits, user settings.
+    (
+        """CREATE TABLE jobs (
+            id {text} PRIMARY KEY,
+            platform {text} NOT NULL CHECK (platform IN ('telegram', 'discord', 'cli')),
+            user_id {text} NOT NULL,
+            chat_id {text} NOT NULL,
+            reply_target {json} NOT NULL,
+            input_ref {json} NOT NULL,
+            fidelity {real} NOT NULL,
+            state {text} NOT NULL CHECK (state IN ({states})),
+            created_at {real} NOT NULL,
+            updated_at {real} NOT NULL,
+            error_code {text},
+            attempts {integer} NOT NULL DEFAULT 0,
+            result_path {text},
+            input_path {text},
+            day {text} NOT NULL,
+            paid {text} CHECK (paid IN ('daily', 'credit', 'free')),
+            chat_counted {boolean} NOT NULL DEFAULT {false},
+            owner {text},
+            heartbeat_at {real}
+        )""",
+        # What finds the unfinished jobs: SQLite indexes the state, PostgreSQL only those jobs.
+        "{unfinished_index}",
+        "CREATE INDEX jobs_by_user ON jobs (platform, user_id, created_at)",
+        "CREATE INDEX jobs_by_created ON jobs (created_at)",
+        "CREATE INDEX jobs_by_day ON jobs (day)",
+        """CREATE TABLE daily_usage (
+            platform {text} NOT NULL,
+            user_id {text} NOT NULL,
+            day {text} NOT NULL,
+            used {integer} NOT NULL CHECK (used >= 0),
+            PRIMARY KEY (platform, user_id, day)
+        )""",
+        """CREATE TABLE chat_usage (
+            platform {text} NOT NULL,
+            chat_id {text} NOT NULL,
+            day {text} NOT NULL,
+            used {integer} NOT NULL CHECK (used >= 0),
+            PRIMARY KEY (platform, chat_id, day)
+        )""",
+        """CREATE TABLE credits (
+            platform {text} NOT NULL,
+            user_id {text} NOT NULL,
+            balance {integer} NOT NULL CHECK (balance >= 0),
+            PRIMARY KEY (platform, user_id)
+        )""",
+        """CREATE TABLE user_settings (
+            platform {text} NOT NULL,
+            user_id {text} NOT NULL,
+            default_fidelity {real},
+            locale {text},
+            PRIMARY KEY (platform, user_id)
+        )""",
+    ),
+    # 2: which exports (`retouch-bot db import`) went into this store, so none goes in twice.
+    (
+        """CREATE TABLE store_imports (
+            export_id {text} PRIMARY KEY,
+            source {text} NOT NULL,
+            imported_at {real} NOT NULL,
+            counts {json} NOT NULL
+        )""",
+    ),
+]
+"""Schema changes in order, as templates; the schema version is the number applied."""
+
+JOB_COLUMNS: Final = (
+    "id, platform, user_id, chat_id, reply_target, input_ref, fidelity, state, created_at, "
+    "updated_at, day, paid, chat_counted, attempts, error_code, result_path, owner, heartbeat_at"
+)
+"""The columns of a `Job`, in the order of `job_params` and `job_from_row`. (The schema's
+`input_path` column is left unused: inputs are never written to disk.)"""
+JOB_MARKS: Final = ", ".join(f"${n}" for n in range(1, JOB_COLUMNS.count(",") + 2))
+# Only constants are formatted into SQL here and in the other store modules; every value is a
+# bound parameter.
+SELECT_JOBS: Final = f"SELECT {JOB_COLUMNS} FROM jobs"  # noqa: S608
+INSERT_JOB: Final = f"INSERT INTO jobs ({JOB_COLUMNS}) VALUES ({JOB_MARKS})"  # noqa: S608
+UNFINISHED_JOBS: Final = f"{SELECT_JOBS} WHERE state IN ({UNFINISHED_SQL}) ORDER BY created_at, id"
+"""Queued, running and delivering jobs, oldest first."""
+
+
+def job_params(job: Job, dialect: Dialect) -> tuple[Any, ...]:
+    """The job as the parameters `$1...` of `INSERT_JOB`."""
+    return (
+        job.id,
+        job.platform,
+        job.user_id,
+        job.chat_id,
+        dialect.json_param(job.reply_target),
+        dialect.json_param(job.input_ref),
+        job.fidelity,
+        job.state,
+        job.created_at,
+        job.updated_at,
+        job.day,
+        job.paid,
+        job.chat_counted,
+        job.attempts,
+        job.error_code,
+        job.result_path,
+        job.owner,
+        job.heartbeat_at,
+    )
+
+
+def job_from_row(row: Row, dialect: Dialect) -> Job:
+    """A row of `JOB_COLUMNS` as a `Job`."""
+    return Job(
+        id=row[0],
+        platform=row[1],
+        user_id=row[2],
+        chat_id=row[3],
+        reply_target=dialect.json_value(row[4]),
+        input_ref=dialect.json_value(row[5]),
+        fidelity=row[6],
+        state=row[7],
+        created_at=row[8],
+        updated_at=row[9],
+        day=row[10],
+        paid=row[11],
+        chat_counted=bool(row[12]),
+        attempts=row[13],
+        error_code=row[14],
+        result_path=row[15],
+        owner=row[16],
+        heartbeat_at=row[17],
+    )
+
+
+async def migrate(tx: Tx, where: str) -> None:
+    """Bring the schema to the latest version; `StoreError` if the database's is newer.
+
+    `where` names the database in that error (a path, or a URL without its password).
+    """
+    dialect = tx.dialect
+    for statement in dialect.version_setup:
+        await tx.execute(statement)
+    version = await read_version(tx)
+    latest = len(MIGRATIONS)
+    if version > latest:
+        raise StoreError(
+            f"The database {where} has schema version {version}, newer than this program's "
+            f"{latest}; upgrade the program.",
+            version=version,
+        )
+    for statements in MIGRATIONS[version:]:
+        for template in statements:
+            await tx.execute(template.format_map(dialect.ddl))
+    if version < latest:
+        await tx.execute(dialect.set_version.format(version=latest))
+
+
+async def read_version(tx: Tx) -> int:
+    """The schema version the database is at."""
+    return int(await tx.fetchval(tx.dialect.version_query))
