@@ -219,6 +219,15 @@ async def test_chat_limit_is_shared_by_the_group_and_refunded(store: JobStore) -
     assert await store.chat_usage("telegram", "c", DAY) == 0
 
 
+async def test_a_full_chat_refuses_a_credit_and_reports_the_balance_kept(store: JobStore) -> None:
+    await store.reserve(job("a", chat="g"), day=DAY, user_limit=5, chat_limit=1)
+    await store.grant("telegram", "c", 3)
+    with pytest.raises(ChatQuotaExceededError) as caught:  # no allowance: a credit would pay
+        await store.reserve(job("c", chat="g"), day=DAY, user_limit=0, chat_limit=1)
+    assert (caught.value.used, caught.value.limit, caught.value.credits) == (1, 1, 3)
+    assert await store.usage("telegram", "c", DAY) == Usage(used=0, credits=3)
+
+
 async def test_chat_limit_is_exact_under_concurrency(open_store: StoreFactory) -> None:
     a, b = await open_store(), await open_store()
     results = await asyncio.gather(
@@ -526,6 +535,10 @@ async def test_claim_stale_adopts_orphans_oldest_first_and_only_once(
         "me", stale_after=STALE, platforms=["telegram", "discord"], include_own=True
     )
     assert {j.id for j in restart} == {*dead, loose, own, discord}
+    # Gone silent, its own jobs are anybody's, its own included.
+    clock.advance(STALE + 1)
+    silent = await a.claim_stale("me", stale_after=STALE, platforms=["telegram"])
+    assert {j.id for j in silent} == {*dead, loose, own, alive}
 
 
 async def test_two_replicas_adopting_at_once_never_share_a_job(

@@ -12,7 +12,7 @@ from core.errors import (
     QuotaExceededError,
     StoreError,
 )
-from core.store.dump import DUMP_TABLES, DumpTable
+from core.store.dump import DUMP_TABLES
 from core.store.factory import describe_store, open_store
 from core.store.protocol import (
     TRANSITION_FIELDS,
@@ -28,7 +28,6 @@ __all__ = [
     "TRANSITION_FIELDS",
     "AlreadyImportedError",
     "ChatQuotaExceededError",
-    "DumpTable",
     "JobStore",
     "QuotaExceededError",
     "Stats",

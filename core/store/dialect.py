@@ -22,6 +22,11 @@ UNFINISHED_SQL: Final = ", ".join(f"'{state}'" for state in sorted(UNFINISHED_ST
 MIGRATION_LOCK: Final = 0x7265746F756368  # "retouch": PostgreSQL's advisory lock for migrations
 
 
+def placeholders(count: int, first: int = 1) -> str:
+    """`$first, ..., $(first + count - 1)`: the parameters of a VALUES list or SELECT list."""
+    return ", ".join(f"${n}" for n in range(first, first + count))
+
+
 class Tx(Protocol):
     """One transaction on one connection; every statement uses `$n` placeholders."""
 

@@ -14,7 +14,7 @@ from typing import Final
 
 from core.errors import AlreadyImportedError
 from core.jobs import Job
-from core.store.dialect import Tx
+from core.store.dialect import Tx, placeholders
 from core.store.protocol import StoreDump
 from core.store.schema import (
     INSERT_JOB,
@@ -40,18 +40,20 @@ class DumpTable:
     additive: bool
 
     def select(self) -> str:
+        """The export's query: the rows worth carrying, in key order."""
         where = f" WHERE {self.columns[-1]} > 0" if self.additive else ""
         order = ", ".join(self.columns[: self.key])
         return f"SELECT {', '.join(self.columns)} FROM {self.name}{where} ORDER BY {order}"  # noqa: S608
 
     def insert(self) -> str:
-        marks = ", ".join(f"${n}" for n in range(1, len(self.columns) + 1))
+        """The import's statement for one row (its columns as `$1...`)."""
         merge = "DO NOTHING"
         if self.additive:
             count = self.columns[-1]
             merge = f"DO UPDATE SET {count} = t.{count} + excluded.{count}"
+        values = placeholders(len(self.columns))
         return (
-            f"INSERT INTO {self.name} AS t ({', '.join(self.columns)}) VALUES ({marks}) "  # noqa: S608
+            f"INSERT INTO {self.name} AS t ({', '.join(self.columns)}) VALUES ({values}) "  # noqa: S608
             f"ON CONFLICT ({', '.join(self.columns[: self.key])}) {merge}"
         )
 

@@ -36,20 +36,26 @@ SPEND_CREDIT: Final = (
     "UPDATE credits SET balance = balance - 1 "
     "WHERE platform = $1 AND user_id = $2 AND balance > 0 RETURNING balance"
 )
+GRANT: Final = (
+    "INSERT INTO credits AS c (platform, user_id, balance) "
+    "VALUES ($1, $2, CASE WHEN CAST($3 AS integer) > 0 THEN CAST($3 AS integer) ELSE 0 END) "
+    "ON CONFLICT (platform, user_id) DO UPDATE SET balance = CASE "
+    "WHEN c.balance + CAST($3 AS integer) > 0 THEN c.balance + CAST($3 AS integer) ELSE 0 END "
+    "RETURNING balance"
+)
+"""Add $3 credits (negative takes back, never below 0); the new balance comes back."""
 USAGE: Final = (
     "SELECT (SELECT used FROM daily_usage WHERE platform = $1 AND user_id = $2 AND day = $3), "
     "(SELECT balance FROM credits WHERE platform = $1 AND user_id = $2)"
 )
 """A user's count on a day and credit balance, each NULL when there is no row."""
+CHAT_USAGE: Final = "SELECT used FROM chat_usage WHERE platform = $1 AND chat_id = $2 AND day = $3"
 
 
 def usage_from(row: Row | None) -> Usage:
     """The `Usage` in a row of `USAGE` (no row, or NULL, is 0)."""
     used, credits = row if row is not None else (None, None)
     return Usage(used=used or 0, credits=credits or 0)
-
-
-CHAT_USAGE: Final = "SELECT used FROM chat_usage WHERE platform = $1 AND chat_id = $2 AND day = $3"
 
 
 @dataclass(frozen=True, slots=True)
@@ -155,13 +161,3 @@ async def refund_job(tx: Tx, job_id: str, now: float) -> bool:
         now,
     )
     return True
-
-
-GRANT: Final = (
-    "INSERT INTO credits AS c (platform, user_id, balance) "
-    "VALUES ($1, $2, CASE WHEN CAST($3 AS integer) > 0 THEN CAST($3 AS integer) ELSE 0 END) "
-    "ON CONFLICT (platform, user_id) DO UPDATE SET balance = CASE "
-    "WHEN c.balance + CAST($3 AS integer) > 0 THEN c.balance + CAST($3 AS integer) ELSE 0 END "
-    "RETURNING balance"
-)
-"""Add $3 credits (negative takes back, never below 0); the new balance comes back."""

@@ -38,9 +38,9 @@ import asyncpg
 from core.errors import StoreError
 from core.jobs import Job
 from core.logs import redact_url
-from core.store.dialect import POSTGRESQL, Dialect, Row
+from core.store.dialect import POSTGRESQL, Dialect, Row, placeholders
 from core.store.ledger import COUNT_USER, Reservation
-from core.store.schema import JOB_COLUMNS, job_params
+from core.store.schema import JOB_COLUMN_COUNT, JOB_COLUMNS, job_params
 from core.store.sql_store import Clock, SqlStore, Work
 
 T = TypeVar("T")
@@ -49,10 +49,9 @@ Connection = Any  # asyncpg.Connection (or a pool's proxy of one); asyncpg ships
 _RETRIES: Final = 5
 _RETRYABLE = (asyncpg.exceptions.SerializationError, asyncpg.exceptions.DeadlockDetectedError)
 
-_JOB_AFTER_COUNT = ", ".join(f"${n}" for n in range(5, 5 + JOB_COLUMNS.count(",") + 1))
 RESERVE_DAILY: Final = (
-    f"WITH counted AS ({COUNT_USER}) "  # noqa: S608
-    f"INSERT INTO jobs ({JOB_COLUMNS}) SELECT {_JOB_AFTER_COUNT} FROM counted RETURNING true"
+    f"WITH counted AS ({COUNT_USER}) INSERT INTO jobs ({JOB_COLUMNS}) "  # noqa: S608
+    f"SELECT {placeholders(JOB_COLUMN_COUNT, first=5)} FROM counted RETURNING true"
 )
 """One statement: count the job against the user's day as `COUNT_USER` ($1..$4) and insert it
 ($5... as `job_params`), both or neither; no row when the day is full."""

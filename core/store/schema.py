@@ -12,7 +12,7 @@ from typing import Any, Final
 
 from core.errors import StoreError
 from core.jobs import Job
-from core.store.dialect import UNFINISHED_SQL, Dialect, Row, Tx
+from core.store.dialect import UNFINISHED_SQL, Dialect, Row, Tx, placeholders
 
 MIGRATIONS: Final[list[tuple[str, ...]]] = [
     # 1: jobs with their reservation, usage counters, credits, user settings.
@@ -89,11 +89,11 @@ JOB_COLUMNS: Final = (
 )
 """The columns of a `Job`, in the order of `job_params` and `job_from_row`. (The schema's
 `input_path` column is left unused: inputs are never written to disk.)"""
-JOB_MARKS: Final = ", ".join(f"${n}" for n in range(1, JOB_COLUMNS.count(",") + 2))
+JOB_COLUMN_COUNT: Final = JOB_COLUMNS.count(",") + 1
 # Only constants are formatted into SQL here and in the other store modules; every value is a
 # bound parameter.
 SELECT_JOBS: Final = f"SELECT {JOB_COLUMNS} FROM jobs"  # noqa: S608
-INSERT_JOB: Final = f"INSERT INTO jobs ({JOB_COLUMNS}) VALUES ({JOB_MARKS})"  # noqa: S608
+INSERT_JOB: Final = f"INSERT INTO jobs ({JOB_COLUMNS}) VALUES ({placeholders(JOB_COLUMN_COUNT)})"  # noqa: S608
 UNFINISHED_JOBS: Final = f"{SELECT_JOBS} WHERE state IN ({UNFINISHED_SQL}) ORDER BY created_at, id"
 """Queued, running and delivering jobs, oldest first."""
 
