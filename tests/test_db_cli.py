@@ -3,16 +3,19 @@
 from __future__ import annotations
 
 import asyncio
+import io
 import json
 import os
 import sys
 from dataclasses import replace
 from pathlib import Path
 
-from core.store import Usage
+from bots.db import dump_lines, parse_dump
+from core.store import StoreDump, Usage
 from core.store.postgres import PostgresStore
 from core.store.sqlite import SqliteStore
 from tests.test_store import DAY, FakeClock, fill
+from tests.test_store import job as new_job
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -122,3 +125,15 @@ async def test_a_damaged_export_is_refused_with_the_line(tmp_path: Path) -> None
     assert code == 2 and "line 1: not a retouch-bot store export" in err
     code, _, err = await cli("db", "import", "missing.jsonl", cwd=tmp_path)
     assert code == 2 and "missing.jsonl: No such file or directory" in err
+
+
+def test_an_export_of_the_last_release_still_reads() -> None:
+    """Its job lines carry `input_path`, a field jobs no longer have; it is passed over."""
+    job = new_job("u2").reserved(now=1.0, day=DAY, paid="daily", chat_counted=False, owner="old")
+    lines = dump_lines(StoreDump("4b" * 16, "sqlite", 2, 2.0, jobs=[job]), "sqlite:/x.db")
+    records = [json.loads(line) for line in lines]
+    old = [{**r, "input_path": None} if r.get("kind") == "job" else r for r in records]
+
+    dump, _ = parse_dump(io.StringIO("\n".join(json.dumps(record) for record in old)))
+
+    assert dump.jobs == [job]
