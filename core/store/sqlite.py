@@ -14,7 +14,7 @@ import sqlite3
 import time
 from collections.abc import Coroutine, Iterable, Sequence
 from pathlib import Path
-from typing import Any, Literal, TypeVar
+from typing import Any, Literal, TypedDict, TypeVar, Unpack
 
 import aiosqlite
 
@@ -74,6 +74,15 @@ def run_at_once(coroutine: Coroutine[Any, Any, T]) -> T:
     raise RuntimeError("a SQLite transaction waited for something other than SQLite")
 
 
+class SqliteOptions(TypedDict, total=False):
+    """How `SqliteStore.open` opens the file (the keywords of `SqliteStore`)."""
+
+    clock: Clock
+    busy_timeout: float
+    """Seconds to wait for another process's write lock (SQLite's `busy_timeout`)."""
+    synchronous: Synchronous
+
+
 class SqliteStore(SqlStore):
     """`JobStore` on one SQLite file; open it with `await SqliteStore.open(path)`."""
 
@@ -95,26 +104,19 @@ class SqliteStore(SqlStore):
         self._reader: aiosqlite.Connection | None = None
 
     @classmethod
-    async def open(
-        cls,
-        path: str | Path,
-        *,
-        clock: Clock = time.time,
-        busy_timeout: float = 5.0,
-        synchronous: Synchronous = "NORMAL",
-    ) -> SqliteStore:
+    async def open(cls, path: str | Path, **options: Unpack[SqliteOptions]) -> SqliteStore:
         """Open (creating the folder and file if needed) and migrate the schema to the latest.
 
         `synchronous="NORMAL"` in WAL mode survives process crashes; "FULL" also power loss.
         """
-        store = cls(path, clock=clock, busy_timeout=busy_timeout, synchronous=synchronous)
+        store = cls(path, **options)
         try:
             store.path.parent.mkdir(parents=True, exist_ok=True)
             await store._writer.start(store._connect_writer)
             await store._migrate()
             # timeout= is SQLite's busy_timeout; isolation_level=None: no implicit transactions
             store._reader = await aiosqlite.connect(
-                store.path, timeout=busy_timeout, isolation_level=None
+                store.path, timeout=store._busy_timeout, isolation_level=None
             )
             await store._reader.execute_fetchall("PRAGMA query_only = ON")
         except BaseException:
