@@ -28,23 +28,14 @@ class Probed(Protocol):
 class Observed(Protocol):
     """What the endpoint reads of the running process (a `bots.runtime.Runtime`)."""
 
-    @property
-    def ready(self) -> bool: ...
-
-    @property
-    def settings(self) -> Settings: ...
-
-    @property
-    def store(self) -> JobStore: ...
-
-    @property
-    def backend(self) -> RetouchBackend: ...
+    ready: bool
+    settings: Settings
+    store: JobStore
+    backend: RetouchBackend
+    metrics: Metrics
 
     @property
     def service(self) -> Workload: ...
-
-    @property
-    def metrics(self) -> Metrics: ...
 
     @property
     def runners(self) -> Sequence[Probed]: ...
