@@ -1,7 +1,8 @@
-"""All configuration, read from the environment and `.env` by pydantic-settings.
+"""The core's configuration, read from the environment and `.env` by pydantic-settings.
 
 The environment names are part of the product's interface (see `.env.example`). A bad value stops
-start-up with one line naming the setting, raised as `ConfigError`.
+start-up with one line naming the setting, raised as `ConfigError`. Settings groups declared
+elsewhere (serve-api's) read the same way: `ENV_CONFIG`, then `read_settings`.
 """
 
 from __future__ import annotations

@@ -9,6 +9,7 @@ import io
 import json
 import logging
 import os
+import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -25,7 +26,10 @@ from core.backend import RetouchBackend
 from core.errors import BusyError, ConfigError, NoFaceError
 from core.formats import PreparedImage
 from core.settings import Settings, read_settings
+from tests.test_cli import run_cli
 from tests.test_settings import missing_from_env_example
+
+ROOT = Path(__file__).resolve().parent.parent
 
 NO_IMAGE = {
     "error": {
@@ -743,6 +747,48 @@ def test_a_bad_setting_is_one_line_naming_it(
     message = str(caught.value)
     assert message.startswith(f"{name}: ") and message.endswith(f"(got {value!r})")
     assert "\n" not in message
+
+
+def test_the_command_names_a_bad_setting_in_one_line(tmp_path: Path) -> None:
+    (tmp_path / ".env").write_text("SERVE_API_PORT=70000\n")
+    done = run_cli("serve-api", cwd=tmp_path)
+    assert done.returncode == 2
+    assert done.stderr.startswith("retouch-bot: configuration error: SERVE_API_PORT: ")
+    assert done.stderr.count("\n") == 1
+
+
+async def test_the_command_serves_with_its_settings_until_terminated(tmp_path: Path) -> None:
+    (tmp_path / ".env").write_text("SERVE_API_KEYS=sk-cli-key-0123\nSERVE_API_QUEUE_SIZE=3\n")
+    server = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "bots.cli",
+        "serve-api",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        "0",
+        cwd=tmp_path,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+        stdout=asyncio.subprocess.PIPE,
+    )
+    assert server.stdout is not None
+    try:
+        async with asyncio.timeout(60):
+            line = (await server.stdout.readline()).decode()
+        assert line.startswith("serving the local retouch engine at http://127.0.0.1:"), line
+        base = line.split(" at ", 1)[1].split()[0]
+        async with httpx.AsyncClient(base_url=base, timeout=30) as client:
+            denied = await client.get("/models")
+            allowed = await client.get(
+                "/models", headers={"Authorization": "Bearer sk-cli-key-0123"}
+            )
+            health = (await client.get(base.removesuffix("/v1") + "/healthz")).json()
+        assert (denied.status_code, allowed.status_code) == (401, 200)
+        assert (health["backend"], health["queue"]["capacity"]) == ("local", 3)
+    finally:
+        server.terminate()
+        await server.wait()
 
 
 def test_env_example_lists_every_serve_api_setting() -> None:

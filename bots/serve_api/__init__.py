@@ -8,15 +8,7 @@ declared here too.
 
 from bots.serve_api.app import create_app
 from bots.serve_api.files import ResultStore
-from bots.serve_api.request import CompletionRequest, parse_request
 from bots.serve_api.run import run_server
 from bots.serve_api.settings import ServeApiSettings
 
-__all__ = [
-    "CompletionRequest",
-    "ResultStore",
-    "ServeApiSettings",
-    "create_app",
-    "parse_request",
-    "run_server",
-]
+__all__ = ["ResultStore", "ServeApiSettings", "create_app", "run_server"]
