@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from core.errors import ConfigError
-from core.settings import Settings, load_settings
+from core.settings import Settings, load_settings, read_settings
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -139,19 +139,13 @@ def _settings_for(args: argparse.Namespace) -> Settings:
 async def _dispatch(args: argparse.Namespace, settings: Settings) -> int:
     from core.logs import setup_logging
 
+    if args.command == "serve-api":
+        return await _serve_api(args, settings)
     setup_logging(settings)
     if args.command == "retouch":
         from bots.batch import run_batch
 
         return await run_batch(settings, args.inputs, args.output, args.fidelity, args.jobs)
-    if args.command == "serve-api":
-        from core.server import run_server
-
-        def ready(url: str) -> None:
-            print(f"serving the local retouch engine at {url}/v1 (Ctrl-C to stop)", flush=True)
-
-        await run_server(settings, host=args.host, port=args.port, ready=ready)
-        return 0
     if args.command == "demo":
         from bots.demo import run_demo
 
@@ -201,6 +195,20 @@ async def _dispatch(args: argparse.Namespace, settings: Settings) -> int:
 
         return await list_jobs(settings, args.limit, args.user)
     raise AssertionError(args.command)
+
+
+async def _serve_api(args: argparse.Namespace, settings: Settings) -> int:
+    from bots.serve_api import ServeApiSettings, run_server
+    from core.logs import setup_logging
+
+    serve = read_settings(ServeApiSettings)
+    setup_logging(settings, serve)
+
+    def ready(url: str) -> None:
+        print(f"serving the local retouch engine at {url}/v1 (Ctrl-C to stop)", flush=True)
+
+    await run_server(settings, serve, host=args.host, port=args.port, ready=ready)
+    return 0
 
 
 def _configured_runners(settings: Settings) -> list[Any]:

@@ -3,17 +3,45 @@
 from __future__ import annotations
 
 import logging
-from typing import TYPE_CHECKING
+from collections.abc import Sequence
+from typing import Protocol
 
 from aiohttp import web
 
-from core.metrics import CONTENT_TYPE
-
-if TYPE_CHECKING:
-    from bots.runtime import Runtime
+from core.backend import RetouchBackend
+from core.metrics import CONTENT_TYPE, Metrics, Workload
+from core.settings import Settings
+from core.store import JobStore
 
 log = logging.getLogger("retouch.ops")
-RUNTIME: web.AppKey[Runtime] = web.AppKey("runtime")
+
+
+class Probed(Protocol):
+    """A bot as the health check sees it."""
+
+    @property
+    def name(self) -> str: ...
+
+    def healthy(self) -> bool: ...
+
+
+class Observed(Protocol):
+    """What the endpoint reads of the running process (a `bots.runtime.Runtime`)."""
+
+    ready: bool
+    settings: Settings
+    store: JobStore
+    backend: RetouchBackend
+    metrics: Metrics
+
+    @property
+    def service(self) -> Workload: ...
+
+    @property
+    def runners(self) -> Sequence[Probed]: ...
+
+
+RUNTIME: web.AppKey[Observed] = web.AppKey("runtime")
 
 
 def split_listen(listen: str) -> tuple[str, int]:
@@ -52,7 +80,7 @@ async def metrics(request: web.Request) -> web.Response:
     return response
 
 
-async def start_ops_server(runtime: Runtime) -> web.AppRunner:
+async def start_ops_server(runtime: Observed) -> web.AppRunner:
     """Listen on `OPS_LISTEN`; the caller cleans the returned runner up."""
     app = web.Application()
     app[RUNTIME] = runtime

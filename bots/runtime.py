@@ -14,6 +14,7 @@ from typing import Protocol
 
 import httpx
 
+from bots.ops import start_ops_server
 from core.backend import RetouchBackend, create_backend
 from core.http import create_http_client, quiet_http_loggers
 from core.jobs import Platform
@@ -116,8 +117,6 @@ async def serve(
     Order on the way down: stop taking updates, let the service finish (or park) its jobs,
     then close the bots, so results of running jobs can still be delivered.
     """
-    from bots.ops import start_ops_server
-
     quiet_http_loggers()  # httpx logs request URLs, and Bot API URLs carry the token
     if stop is None:
         stop = asyncio.Event()

@@ -29,7 +29,6 @@ from tenacity import (
 
 from core.errors import (
     AnimatedImageError,
-    FidelityError,
     ImageTooLargeError,
     NoFaceError,
     NotAnImageError,
@@ -43,6 +42,7 @@ from core.errors import (
     UserInputError,
 )
 from core.fetch import download_image, read_capped
+from core.fidelity import check_fidelity
 from core.formats import PreparedImage
 from core.http import parse_retry_after, url_origin
 from core.settings import Settings
@@ -157,9 +157,8 @@ class ApiBackend:
 
     async def retouch(self, image: PreparedImage, fidelity: float) -> bytes:
         """Send `image` upstream, then download the result at once (its URL lives one hour)."""
-        if not (isinstance(fidelity, int | float) and 0.0 <= fidelity <= 1.0):
-            raise FidelityError("fidelity must be a number from 0 to 1", fidelity=fidelity)
-        body = self.build_body(image, float(fidelity))
+        fidelity = check_fidelity(fidelity)
+        body = self.build_body(image, fidelity)
         logger.debug(
             "retouch request: %s %dx%d, %d bytes, fidelity %.2f",
             image.format,

@@ -18,7 +18,8 @@ import cv2
 import numpy as np
 import numpy.typing as npt
 
-from core.errors import BackendError, FidelityError, NoFaceError
+from core.errors import BackendError, NoFaceError
+from core.fidelity import check_fidelity
 
 RGBImage = npt.NDArray[np.uint8]
 FloatImage = npt.NDArray[np.float32]
@@ -231,8 +232,7 @@ def retouch_image(rgb: RGBImage, fidelity: float) -> RGBImage:
     Raises `NoFaceError` when no face is found (at any fidelity, so the answer is consistent).
     """
     _check_rgb(rgb)
-    if not 0.0 <= fidelity <= 1.0:
-        raise FidelityError("Fidelity must be a number between 0 and 1", fidelity=fidelity)
+    fidelity = check_fidelity(fidelity)
     faces = detect_faces(rgb)
     if not faces:
         raise NoFaceError("No face found in the photo")

@@ -8,8 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import io
-import math
-import numbers
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -17,23 +15,14 @@ import numpy as np
 from PIL import Image, JpegImagePlugin, UnidentifiedImageError
 
 from core.engine import retouch_image
-from core.errors import BackendError, FidelityError, RetouchError
+from core.errors import BackendError, RetouchError
+from core.fidelity import check_fidelity
 from core.formats import PreparedImage
 
 _JPEG_QUALITY = 95
 _WEBP_QUALITY = 95
 # The ICC header's colour-space signature a profile needs to describe the pixels we write.
 _ICC_SPACE = {"RGB": b"RGB ", "L": b"GRAY"}
-
-
-def check_fidelity(fidelity: Any) -> float:
-    """`fidelity` as a float in 0..1, or `FidelityError` (booleans and NaN are refused too)."""
-    if isinstance(fidelity, bool) or not isinstance(fidelity, numbers.Real):
-        raise FidelityError("Fidelity must be a number between 0 and 1", fidelity=fidelity)
-    value = float(fidelity)
-    if math.isnan(value) or not 0.0 <= value <= 1.0:
-        raise FidelityError("Fidelity must be a number between 0 and 1", fidelity=fidelity)
-    return value
 
 
 class LocalBackend:

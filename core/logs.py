@@ -17,6 +17,7 @@ from typing import TextIO
 from urllib.parse import urlsplit, urlunsplit
 
 from pydantic import SecretStr
+from pydantic_settings import BaseSettings
 
 from core.settings import Settings
 
@@ -67,16 +68,16 @@ def redact_url(url: str) -> str:
     return urlunsplit(parts._replace(netloc=f"{user}:***@{host}"))
 
 
-def secrets_of(settings: Settings) -> list[str]:
-    """Every secret value the settings hold."""
-    values: list[SecretStr] = [
-        settings.retouch_api_key,
-        settings.telegram_bot_token,
-        settings.discord_bot_token,
-        settings.database_url,
-        *settings.serve_api_keys,
-    ]
-    return [v.get_secret_value() for v in values if v.get_secret_value()]
+def secrets_of(*groups: BaseSettings) -> list[str]:
+    """Every secret value the settings hold: each `SecretStr` field, alone or in a list."""
+    found: list[str] = []
+    for group in groups:
+        for name in type(group).model_fields:
+            value = getattr(group, name)
+            for item in value if isinstance(value, list | tuple) else [value]:
+                if isinstance(item, SecretStr) and item.get_secret_value():
+                    found.append(item.get_secret_value())
+    return found
 
 
 class RedactingFilter(logging.Filter):
@@ -133,11 +134,16 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(entry, ensure_ascii=False)
 
 
-def setup_logging(settings: Settings, *, stream: TextIO | None = None) -> RedactingFilter:
-    """Log to stderr (text or JSON lines), redacted, with the chatty HTTP loggers quietened."""
+def setup_logging(
+    settings: Settings, *more: BaseSettings, stream: TextIO | None = None
+) -> RedactingFilter:
+    """Log to stderr (text or JSON lines), redacted, with the chatty HTTP loggers quietened.
+
+    The secrets of `settings` and of every further settings group (`more`) are redacted.
+    """
     handler = logging.StreamHandler(stream or sys.stderr)
     handler.setFormatter(JsonFormatter() if settings.log_format == "json" else TextFormatter())
-    redacting = RedactingFilter(Redactor(secrets_of(settings)))
+    redacting = RedactingFilter(Redactor(secrets_of(settings, *more)))
     handler.addFilter(redacting)
     root = logging.getLogger()
     for old in list(root.handlers):

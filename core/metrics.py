@@ -8,7 +8,7 @@ The service is observed from the outside: its events through `MeteredHooks`, the
 from __future__ import annotations
 
 import time
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 from prometheus_client import (
     CollectorRegistry,
@@ -19,17 +19,25 @@ from prometheus_client import (
 )
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
+from core.backend import RetouchBackend
 from core.errors import RetouchError
 from core.formats import PreparedImage
 from core.jobs import Job
-
-if TYPE_CHECKING:
-    from core.backend import RetouchBackend
-    from core.service import JobEvent, PlatformHooks, RetouchService
+from core.platform import JobEvent, PlatformHooks
 
 CONTENT_TYPE = CONTENT_TYPE_LATEST
 JOB_BUCKETS = (1, 2.5, 5, 10, 15, 20, 30, 45, 60, 90, 120, 300, 600)
 UPSTREAM_BUCKETS = (0.1, 0.25, 0.5, 1, 2.5, 5, 10, 15, 20, 30, 45, 60, 120)
+
+
+class Workload(Protocol):
+    """What the queue gauges read (the service does): jobs waiting, and jobs running."""
+
+    @property
+    def queue_depth(self) -> int: ...
+
+    @property
+    def running_count(self) -> int: ...
 
 
 class Metrics:
@@ -75,7 +83,7 @@ class Metrics:
             "retouch_jobs_in_flight", "Jobs being worked on now.", registry=self.registry
         )
 
-    def watch(self, service: RetouchService) -> None:
+    def watch(self, service: Workload) -> None:
         """Read the queue gauges from `service` whenever metrics are scraped."""
         self.queue_depth.set_function(lambda: service.queue_depth)
         self.in_flight.set_function(lambda: service.running_count)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 
 from core.backend import RetouchBackend
-from core.errors import FidelityError
+from core.fidelity import check_fidelity
 from core.imaging import ImageLimits, prepare_image
 
 
@@ -13,7 +13,6 @@ async def retouch_photo(
     backend: RetouchBackend, data: bytes, fidelity: float, limits: ImageLimits
 ) -> bytes:
     """Check and shape `data` for the backend, then retouch it; raises typed `RetouchError`s."""
-    if not 0.0 <= fidelity <= 1.0:
-        raise FidelityError(f"Fidelity {fidelity:g} is out of range (0 to 1).", value=fidelity)
+    fidelity = check_fidelity(fidelity)
     image = await asyncio.to_thread(prepare_image, data, limits)
     return await backend.retouch(image, fidelity)

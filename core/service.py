@@ -1,56 +1,48 @@
 """`RetouchService`: the one entry point the chat adapters call.
 
-It admits requests (allow-lists, per-user in-flight and burst limits, an atomic quota reservation),
-runs them on a bounded worker pool, keeps each result on disk until the adapter has delivered it,
-settles the reservation, and resumes unfinished jobs after a restart. It knows no chat library:
-each platform plugs in through `PlatformHooks`.
+It admits requests (`core.admission`), runs them on a bounded worker pool, keeps each result on
+disk until the adapter has delivered it (`core.results`), settles the reservation, and resumes
+unfinished jobs after a restart. It knows no chat library: each platform plugs in through
+`PlatformHooks` (`core.platform`).
 
 Several services (replicas) may share one store. Each has a replica id (`REPLICA_ID`, else the
 host name): a job it admits is born claimed by it and runs in its own pool; it moves a job only
-while it holds the claim (`expect_owner`), heartbeats every job it holds, and gives back what is
-left when it stops. Every heartbeat it also adopts jobs whose replica went silent for
-`JOBS_STALE_AFTER_SECONDS` (re-run, or re-delivered from the stored result), exactly as a
-restart resumes its own. With one replica every claim succeeds and nothing else changes.
+while it holds the claim (`expect_owner`), and gives back what is left when it stops. Its
+`ClaimKeeper` (`core.claims`) heartbeats the jobs it holds and adopts those of silent replicas,
+exactly as a restart resumes its own. With one replica every claim succeeds.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import itertools
 import logging
 import socket
 import time
 import uuid
-from collections import OrderedDict, defaultdict, deque
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Any, Literal, Protocol
+from dataclasses import dataclass
 
+from core.accounts import UserAccounts
+from core.admission import Admission, User
 from core.backend import RetouchBackend
-from core.errors import (
-    AccessDeniedError,
-    CancelledJobError,
-    DeliveryError,
-    InputGoneError,
-    RateLimitedError,
-    RetouchError,
-    ShuttingDownError,
-    TooManyInFlightError,
-)
-from core.formats import EXTENSIONS, sniff_format
+from core.claims import ClaimKeeper
+from core.delivery import deliver_with_retries
+from core.errors import CancelledJobError, InputGoneError, RetouchError, ShuttingDownError
 from core.imaging import ImageLimits
-from core.jobs import UNFINISHED_STATES, Job, JobState, NewJob, Platform
+from core.jobs import UNFINISHED_STATES, Job, JobState, Platform
 from core.logs import current_job
 from core.pipeline import retouch_photo
-from core.quota import QuotaPolicy, QuotaStatus
+from core.platform import JobEvent, PlatformHooks, RetouchRequest
+from core.quota import QuotaPolicy
+from core.results import ResultFiles
+from core.run_queue import RunQueue
 from core.settings import Settings
-from core.store import JobStore, QuotaExceededError, Stats, UserSettings
+from core.store import JobStore
+
+__all__ = ["JobEvent", "PlatformHooks", "RetouchRequest", "RetouchService", "default_replica_id"]
 
 log = logging.getLogger("retouch.service")
 
-EventKind = Literal["queued", "running", "delivering", "done", "failed", "cancelled"]
 UPLOAD_DRAIN_SECONDS = 30.0
 """How long shutdown waits, past the grace period, for uploads already under way."""
 POSITION_UPDATES = 10
@@ -62,50 +54,6 @@ _DELIVERING: tuple[JobState, ...] = ("delivering",)
 _WAITING: tuple[JobState, ...] = ("queued", "running")
 
 
-@dataclass(frozen=True, slots=True)
-class RetouchRequest:
-    """One photo to retouch: who asked, where, from what, and how strongly."""
-
-    platform: Platform
-    user_id: str
-    chat_id: str
-    reply_target: dict[str, Any]
-    """Where the adapter answers; opaque to the core, stored as JSON."""
-    input_ref: dict[str, Any]
-    """How the adapter fetches the input again after a restart (a file id, an attachment URL)."""
-    fidelity: float | None = None
-    """None: the user's saved default, else the configured default."""
-    image: bytes | None = None
-    """The input when the adapter already has it; otherwise fetched through the hooks."""
-    is_group: bool = False
-
-
-@dataclass(frozen=True, slots=True)
-class JobEvent:
-    """A step of a job the adapter may show: queue position, progress, outcome."""
-
-    kind: EventKind
-    job: Job
-    position: int | None = None
-    error: RetouchError | None = None
-
-
-class PlatformHooks(Protocol):
-    """What an adapter supplies so the core can fetch inputs, deliver results and report."""
-
-    async def fetch_input(self, job: Job) -> bytes:
-        """The job's input from its `input_ref`; `InputGoneError` when it cannot be had."""
-        ...
-
-    async def deliver(self, job: Job, result: bytes) -> None:
-        """Send the result to `job.reply_target`; raise `DeliveryError` (or anything) on failure."""
-        ...
-
-    async def on_event(self, event: JobEvent) -> None:
-        """Show the job's progress; failures here are logged and never fail the job."""
-        ...
-
-
 @dataclass
 class _Local:
     """What this process holds for a job besides its row: the input and the task running it.
@@ -113,7 +61,7 @@ class _Local:
     A job is in `_local` exactly while this replica holds it and counts it as in flight.
     """
 
-    user: tuple[str, str]
+    user: User
     attempts: int = 0
     """Runs the job had before it was queued here (0 for a new one)."""
     image: bytes | None = None
@@ -130,16 +78,28 @@ def default_replica_id() -> str:
     return socket.gethostname() or uuid.uuid4().hex
 
 
-@dataclass
-class _UserLoad:
-    in_flight: int = 0
-    recent: deque[float] = field(default_factory=deque)
-
-
 Sleep = Callable[[float], Awaitable[None]]
 
 
-class RetouchService:
+async def _wind_down(held: list[_Local], grace: float) -> None:
+    """Let running jobs finish for `grace` seconds (uploads under way a while longer), then
+    cancel what is left."""
+    running = [local.task for local in held if local.task is not None]
+    if not running:
+        return
+    _, pending = await asyncio.wait(running, timeout=grace)
+    # An upload cut off midway may still reach the chat, and would then be sent again by
+    # whoever resumes the job: let uploads under way finish.
+    uploading = [local.task for local in held if local.uploading and local.task in pending]
+    if uploading:
+        await asyncio.wait(uploading, timeout=UPLOAD_DRAIN_SECONDS)
+        pending = {task for task in pending if not task.done()}
+    for task in pending:
+        task.cancel()
+    await asyncio.gather(*pending, return_exceptions=True)
+
+
+class RetouchService(UserAccounts):
     """Admission, the worker pool, delivery with retries, settlement and recovery."""
 
     def __init__(
@@ -151,35 +111,36 @@ class RetouchService:
         clock: Callable[[], float] = time.time,
         sleep: Sleep = asyncio.sleep,
     ) -> None:
-        self.settings = settings
-        self.store = store
-        self.backend = backend
-        self.policy = QuotaPolicy(
+        policy = QuotaPolicy(
             settings.quota_per_user_per_day,
             settings.quota_per_chat_per_day,
             settings.admin_ids,
             settings.quota_timezone,
         )
+        super().__init__(store, policy, clock)
+        self.settings = settings
+        self.backend = backend
         self.limits = ImageLimits.from_settings(settings)
         self.results_dir = settings.results_dir
-        self._clock = clock
-        self._sleep = sleep
-        self._hooks: dict[str, PlatformHooks] = {}
-        self._queue: OrderedDict[str, None] = OrderedDict()
-        self._ready = asyncio.Condition()
-        self._local: dict[str, _Local] = {}
-        self._users: defaultdict[tuple[str, str], _UserLoad] = defaultdict(_UserLoad)
-        self._workers: list[asyncio.Task[None]] = []
-        self._idle = 0
-        """Workers waiting for a job: that many queued jobs start without waiting."""
-        self._keeper: asyncio.Task[None] | None = None
-        self._accepting = False
-        self._stopping = False
-        self.on_rejected: Callable[[str, RetouchError], None] | None = None
-        """Called with the platform and the error when `submit` turns a request away."""
+        self.results = ResultFiles(self.results_dir)
+        self.admission = Admission(settings, store, self.policy, clock)
         self.replica_id = settings.replica_id or default_replica_id()
         """This replica's name in the store's `owner` column."""
-        self._stale_after = settings.jobs_stale_after_seconds
+        self.claims = ClaimKeeper(
+            store,
+            self,
+            replica_id=self.replica_id,
+            heartbeat_seconds=settings.jobs_heartbeat_seconds,
+            stale_after=settings.jobs_stale_after_seconds,
+        )
+        self._sleep = sleep
+        self._hooks: dict[str, PlatformHooks] = {}
+        self._queue = RunQueue()
+        self._local: dict[str, _Local] = {}
+        self._workers: list[asyncio.Task[None]] = []
+        self._accepting = False
+        self.on_rejected: Callable[[str, RetouchError], None] | None = None
+        """Called with the platform and the error when `submit` turns a request away."""
 
     # --- life cycle -----------------------------------------------------------------------
 
@@ -189,14 +150,14 @@ class RetouchService:
 
     async def start(self) -> None:
         """Sweep stale files, resume unfinished jobs, then start the workers and admit requests."""
-        self.results_dir.mkdir(parents=True, exist_ok=True)
+        await self.results.create_folder()
         await self.sweep_results()
-        await self._recover()
+        await self.claims.recover()
         self._workers = [
             asyncio.create_task(self._worker(), name=f"retouch-worker-{n}")
             for n in range(self.settings.max_concurrent_jobs)
         ]
-        self._keeper = asyncio.create_task(self._keep_claims(), name="retouch-heartbeat")
+        self.claims.start()
         self._accepting = True
 
     async def shutdown(self, grace: float | None = None) -> None:
@@ -205,28 +166,10 @@ class RetouchService:
         What is left is given back (unclaimed), for the next start or another replica.
         """
         self._accepting = False
-        self._stopping = True
+        self._queue.close()
         grace = self.settings.jobs_shutdown_grace_seconds if grace is None else grace
-        if self._keeper is not None:
-            self._keeper.cancel()
-            await asyncio.gather(self._keeper, return_exceptions=True)
-            self._keeper = None
-        running = [local.task for local in self._local.values() if local.task is not None]
-        if running:
-            _, pending = await asyncio.wait(running, timeout=grace)
-            # An upload cut off midway may still reach the chat, and would then be sent again
-            # by whoever resumes the job: let uploads under way finish.
-            uploading = [
-                local.task
-                for local in self._local.values()
-                if local.uploading and local.task in pending
-            ]
-            if uploading:
-                await asyncio.wait(uploading, timeout=UPLOAD_DRAIN_SECONDS)
-                pending = {task for task in pending if not task.done()}
-            for task in pending:
-                task.cancel()
-            await asyncio.gather(*pending, return_exceptions=True)
+        await self.claims.stop()
+        await _wind_down(list(self._local.values()), grace)
         for worker in self._workers:
             worker.cancel()
         await asyncio.gather(*self._workers, return_exceptions=True)
@@ -246,60 +189,23 @@ class RetouchService:
         nothing; `on_rejected` hears of each such refusal.
         """
         try:
-            return await self._admit(request)
+            if not self._accepting:
+                raise ShuttingDownError(
+                    "The bot is restarting; please send the photo again shortly."
+                )
+            job = await self.admission.admit(request, owner=self.replica_id)
         except RetouchError as exc:
             if self.on_rejected is not None:
                 self.on_rejected(request.platform, exc)
             raise
-
-    async def _admit(self, request: RetouchRequest) -> tuple[Job, int]:
-        if not self._accepting:
-            raise ShuttingDownError("The bot is restarting; please send the photo again shortly.")
-        self._check_access(request)
-        key = (request.platform, request.user_id)
-        load = self._users[key]
-        self._check_rate(request, load)
-        fidelity = await self._fidelity_for(request)
-        now = self._clock()
-        user_limit, chat_limit = self.policy.limits_for(
-            request.platform, request.user_id, request.chat_id, request.is_group
-        )
-        new = NewJob(
-            platform=request.platform,
-            user_id=request.user_id,
-            chat_id=request.chat_id,
-            reply_target=request.reply_target,
-            input_ref=request.input_ref,
-            fidelity=fidelity,
-        )
-        load.in_flight += 1  # before the await, so concurrent submits see it
-        try:
-            job = await self.store.reserve(
-                new,
-                day=self.policy.day_key(now),
-                user_limit=user_limit,
-                chat_limit=chat_limit,
-                owner=self.replica_id,
-            )
-        except QuotaExceededError as exc:
-            load.in_flight -= 1
-            exc.params["resets_at"] = self.policy.next_reset(now)
-            raise
-        except BaseException:
-            load.in_flight -= 1
-            raise
-        load.recent.append(now)
-        self._local[job.id] = _Local(key, image=request.image)
-        position = await self._enqueue(job.id)
+        self._local[job.id] = _Local((job.platform, job.user_id), image=request.image)
+        position = await self._queue.put(job.id)
         await self._emit(JobEvent("queued", job, position=position))
         return job, position
 
     def position(self, job_id: str) -> int | None:
         """The job's place in the queue (1 = next), or None when it is not waiting."""
-        for index, queued in enumerate(self._queue, start=1):
-            if queued == job_id:
-                return index
-        return None
+        return self._queue.position(job_id)
 
     @property
     def queue_depth(self) -> int:
@@ -319,68 +225,18 @@ class RetouchService:
         )
         if cancelled is None:
             return False
-        self._queue.pop(job_id, None)
+        self._queue.discard(job_id)
         local = self._local.get(job_id)
         if local is not None:
             local.cancelled = True
             if local.task is not None:
                 local.task.cancel()
         await self.store.refund(job_id)
-        self._finish(cancelled)
+        self._drop(job_id)
         await self._emit(JobEvent("cancelled", cancelled))
         return True
 
-    # --- what the adapters ask ------------------------------------------------------------
-
-    async def job_of(self, platform: str, job_id: str) -> Job | None:
-        """The job `job_id` if it belongs to `platform` (a button's payload names it)."""
-        job = await self.store.get_job(job_id)
-        return job if job is not None and job.platform == platform else None
-
-    async def unfinished_jobs_where(
-        self, platform: str, reply_key: str, reply_value: object
-    ) -> list[Job]:
-        """The platform's unfinished jobs whose reply target has `reply_key == reply_value`.
-
-        For example the jobs of one Discord interaction, which a Cancel button stops together.
-        """
-        return [
-            job
-            for job in await self.store.unfinished_jobs()
-            if job.platform == platform and job.reply_target.get(reply_key) == reply_value
-        ]
-
-    async def quota_left(self, platform: str, user_id: str) -> int | None:
-        """Jobs the user has left today, or None when no limit applies (no store read then)."""
-        user_limit, _ = self.policy.limits_for(platform, user_id, "", False)
-        if user_limit is None:
-            return None
-        return (await self.quota_status(platform, user_id)).left
-
-    # --- per-user data --------------------------------------------------------------------
-
-    async def quota_status(self, platform: str, user_id: str) -> QuotaStatus:
-        now = self._clock()
-        usage = await self.store.usage(platform, user_id, self.policy.day_key(now))
-        return self.policy.status(usage, now, platform=platform, user_id=user_id)
-
-    async def user_settings(self, platform: str, user_id: str) -> UserSettings:
-        return await self.store.get_user_settings(platform, user_id)
-
-    async def set_default_fidelity(
-        self, platform: str, user_id: str, fidelity: float | None
-    ) -> None:
-        await self.store.set_default_fidelity(platform, user_id, fidelity)
-
-    async def grant(self, platform: str, user_id: str, credits: int) -> int:
-        return await self.store.grant(platform, user_id, credits)
-
-    async def stats(self) -> Stats:
-        return await self.store.stats(self.policy.day_key(self._clock()))
-
-    def is_admin(self, platform: str, user_id: str) -> bool:
-        """Checked on every admin command: `ADMIN_IDS` holds `platform:id`."""
-        return self.policy.is_admin(platform, user_id)
+    # --- per-user data (the rest is in `UserAccounts`) ------------------------------------
 
     async def forget(self, platform: str, user_id: str) -> int:
         """Cancel the user's jobs, then delete their settings, history and files.
@@ -391,81 +247,21 @@ class RetouchService:
             if (job.platform, job.user_id) == (platform, user_id):
                 await self.cancel(job.id, platform, user_id)
         paths = await self.store.forget(platform, user_id, today=self.policy.day_key(self._clock()))
-        await asyncio.to_thread(_unlink_all, [Path(p) for p in paths])
+        await self.results.discard(paths)
         return len(paths)
 
     async def sweep_results(self) -> int:
         """Delete stored results older than `JOBS_RESULT_MAX_AGE_HOURS` that no job still needs."""
-        keep = {
-            Path(job.result_path).name
-            for job in await self.store.unfinished_jobs()
-            if job.result_path
-        }
+        keep = [job.result_path for job in await self.store.unfinished_jobs() if job.result_path]
         cutoff = self._clock() - self.settings.jobs_result_max_age_hours * 3600
-        return await asyncio.to_thread(_sweep, self.results_dir, keep, cutoff)
-
-    # --- admission helpers ----------------------------------------------------------------
-
-    def _check_access(self, request: RetouchRequest) -> None:
-        users = self.settings.access_allowed_users
-        chats = self.settings.access_allowed_chats
-        if self.is_admin(request.platform, request.user_id) or not (users or chats):
-            return
-        if f"{request.platform}:{request.user_id}" in users:
-            return
-        if f"{request.platform}:{request.chat_id}" in chats:
-            return
-        raise AccessDeniedError("This bot is private; ask its operator for access.")
-
-    def _check_rate(self, request: RetouchRequest, load: _UserLoad) -> None:
-        if self.is_admin(request.platform, request.user_id):
-            return
-        limit = self.settings.quota_max_in_flight_per_user
-        if load.in_flight >= limit:
-            raise TooManyInFlightError(
-                f"You already have {load.in_flight} photos in progress; wait for them to finish.",
-                limit=limit,
-            )
-        burst = self.settings.quota_burst_per_minute
-        if not burst:
-            return
-        now = self._clock()
-        while load.recent and load.recent[0] <= now - 60:
-            load.recent.popleft()
-        if len(load.recent) >= burst:
-            retry_after = max(1, round(load.recent[0] + 60 - now))
-            raise RateLimitedError(
-                f"Too many photos in a minute; try again in {retry_after} s.",
-                retry_after=retry_after,
-                limit=burst,
-            )
-
-    async def _fidelity_for(self, request: RetouchRequest) -> float:
-        if request.fidelity is not None:
-            return request.fidelity
-        saved = await self.store.get_user_settings(request.platform, request.user_id)
-        if saved.default_fidelity is not None:
-            return saved.default_fidelity
-        return self.settings.retouch_default_fidelity
+        return await self.results.sweep(keep, cutoff)
 
     # --- the worker pool ------------------------------------------------------------------
 
-    async def _enqueue(self, job_id: str) -> int:
-        async with self._ready:
-            self._queue[job_id] = None
-            self._ready.notify()
-            return len(self._queue)
-
     async def _worker(self) -> None:
         while True:
-            async with self._ready:
-                self._idle += 1
-                try:
-                    await self._ready.wait_for(lambda: bool(self._queue) and not self._stopping)
-                finally:
-                    self._idle -= 1
-                job_id, _ = self._queue.popitem(last=False)
-            if len(self._queue) > self._idle:  # some jobs really wait for a worker
+            job_id = await self._queue.take()
+            if self._queue.backlog:
                 await self._announce_positions()
             local = self._local.get(job_id)
             if local is None:
@@ -531,7 +327,7 @@ class RetouchService:
             log.exception("job %s failed unexpectedly", job.id)
             await self._fail(job, RetouchError(f"internal error ({type(exc).__name__})"))
             return
-        path = await asyncio.to_thread(self._store_result, job, result)
+        path = await self.results.save(job.id, result)
         delivering = await self.store.transition(
             job_id,
             "delivering",
@@ -540,7 +336,7 @@ class RetouchService:
             result_path=str(path),
         )
         if delivering is None:  # cancelled (or taken over) while the backend worked
-            await asyncio.to_thread(_unlink_all, [path])
+            await self.results.discard([path])
             self._drop(job_id)
             return
         await self._deliver(delivering, result)
@@ -548,40 +344,30 @@ class RetouchService:
     async def _deliver(self, job: Job, result: bytes | None = None) -> None:
         """Hand the result to the adapter (from memory, or from disk when resuming), then settle."""
         assert job.result_path is not None
-        path = Path(job.result_path)
         if result is None:
-            try:
-                result = await asyncio.to_thread(path.read_bytes)
-            except OSError:
+            result = await self.results.load(job.result_path)
+            if result is None:
                 await self._fail(job, RetouchError("the stored result was lost"))
                 return
         await self._emit(JobEvent("delivering", job))
         local = self._local.get(job.id)
         if local is not None:
             local.uploading = True
-        hooks = self._hooks_for(job)
-        attempts = self.settings.jobs_delivery_attempts
-        for attempt in range(1, attempts + 1):
-            try:
-                await hooks.deliver(job, result)
-                break
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:
-                permanent = isinstance(exc, DeliveryError) and exc.permanent
-                log.warning(
-                    "job %s: delivery attempt %d/%d failed: %s", job.id, attempt, attempts, exc
-                )
-                if permanent or attempt == attempts:
-                    error = exc if isinstance(exc, RetouchError) else DeliveryError(str(exc))
-                    await self._fail(job, error)
-                    return
-                await self._sleep(min(30.0, 2.0 ** (attempt - 1)))
+        error = await deliver_with_retries(
+            self._hooks_for(job),
+            job,
+            result,
+            attempts=self.settings.jobs_delivery_attempts,
+            sleep=self._sleep,
+        )
+        if error is not None:
+            await self._fail(job, error)
+            return
         done = await self.store.transition(
             job.id, "done", expect=_DELIVERING, expect_owner=self.replica_id
         )
-        await asyncio.to_thread(_unlink_all, [path])
-        self._finish(job)
+        await self.results.discard([job.result_path])
+        self._drop(job.id)
         if done is not None:
             await self._emit(JobEvent("done", done))
 
@@ -599,30 +385,16 @@ class RetouchService:
             return
         await self.store.refund(job.id)
         if failed.result_path:
-            await asyncio.to_thread(_unlink_all, [Path(failed.result_path)])
-        self._finish(failed)
+            await self.results.discard([failed.result_path])
+        self._drop(failed.id)
         log.info("job %s failed: %s (%s)", job.id, error.code, error)
         await self._emit(JobEvent("failed", failed, error=error))
-
-    def _finish(self, job: Job) -> None:
-        self._drop(job.id)
 
     def _drop(self, job_id: str) -> None:
         """Forget a job here (settled, or no longer ours); no-op when already forgotten."""
         local = self._local.pop(job_id, None)
-        if local is None:
-            return
-        load = self._users.get(local.user)
-        if load is not None and load.in_flight > 0:
-            load.in_flight -= 1
-
-    def _store_result(self, job: Job, result: bytes) -> Path:
-        fmt = sniff_format(result) or "jpeg"
-        path = self.results_dir / f"{job.id}{EXTENSIONS[fmt]}"
-        partial = path.with_suffix(".part")
-        partial.write_bytes(result)
-        partial.replace(path)
-        return path
+        if local is not None:
+            self.admission.release(local.user)
 
     def _hooks_for(self, job: Job) -> PlatformHooks:
         hooks = self._hooks.get(job.platform)
@@ -644,57 +416,37 @@ class RetouchService:
 
         Read back from the store: another replica may have cancelled a job still queued here.
         """
-        head = list(itertools.islice(self._queue, POSITION_UPDATES))
-        for position, job_id in enumerate(head, start=1):
+        for position, job_id in enumerate(self._queue.head(POSITION_UPDATES), start=1):
             job = await self.store.get_job(job_id)
             if job is not None and job.state == "queued":
                 await self._emit(JobEvent("queued", job, position=position))
 
-    # --- recovery and adoption ------------------------------------------------------------
+    # --- what the claim keeper asks (`core.claims.ClaimHolder`) ---------------------------
 
-    async def _recover(self) -> None:
-        """Resume what a previous run left: re-run queued/running jobs, re-deliver the rest.
+    def held_jobs(self) -> list[str]:
+        return list(self._local)
 
-        That is every unfinished job of a registered platform that no live replica holds: this
-        replica's own (a restart under the same id), unclaimed ones, and those of replicas
-        silent for `JOBS_STALE_AFTER_SECONDS`.
-        """
-        for job in await self.store.claim_stale(
-            self.replica_id,
-            stale_after=self._stale_after,
-            platforms=list(self._hooks),
-            include_own=True,
-            limit=1_000_000,
-        ):
-            await self._resume(job)
+    def holds(self, job_id: str) -> bool:
+        return job_id in self._local
 
-    async def _adopt(self) -> int:
-        """Take over jobs whose replica went silent (or gave them back); how many."""
-        limit = max(1, 4 * self.settings.max_concurrent_jobs - len(self._queue))
-        adopted = await self.store.claim_stale(
-            self.replica_id, stale_after=self._stale_after, platforms=list(self._hooks), limit=limit
-        )
-        for job in adopted:
-            log.info("adopting job %s (%s) from %s", job.id, job.state, job.owner or "nobody")
-            await self._resume(job)
-        return len(adopted)
+    def platforms(self) -> list[str]:
+        return list(self._hooks)
 
-    async def _resume(self, job: Job) -> None:
+    def room(self) -> int:
+        return max(1, 4 * self.settings.max_concurrent_jobs - len(self._queue))
+
+    async def resume(self, job: Job) -> None:
         """Continue a job this replica has just claimed, from the state it was left in."""
         if job.id in self._local:
             return
         local = self._local[job.id] = _Local((job.platform, job.user_id), job.attempts)
-        self._users[local.user].in_flight += 1
+        self.admission.hold(local.user)
         if job.attempts >= self.settings.jobs_max_attempts and job.state != "delivering":
             await self._fail(job, RetouchError("the job failed too many times"))
             return
         # A job cut off while running, or whose stored result is gone, is run again.
         rerun = job.state == "running" or (
-            job.state == "delivering"
-            and not (
-                job.result_path is not None
-                and await asyncio.to_thread(Path(job.result_path).exists)
-            )
+            job.state == "delivering" and not await self.results.exists(job.result_path)
         )
         if rerun:
             requeued = await self.store.transition(
@@ -708,7 +460,19 @@ class RetouchService:
         if job.state == "delivering":
             local.task = asyncio.create_task(self._redeliver(job))
         else:
-            await self._enqueue(job.id)
+            await self._queue.put(job.id)
+
+    def lose(self, job_id: str, owner: str | None) -> None:
+        """Another replica has taken the job over: stop it here without settling it."""
+        local = self._local.get(job_id)
+        if local is None:
+            return
+        log.warning("job %s was taken over by %s; dropping it here", job_id, owner)
+        self._queue.discard(job_id)
+        local.lost = True
+        if local.task is not None:
+            local.task.cancel()
+        self._drop(job_id)
 
     async def _redeliver(self, job: Job) -> None:
         current_job.set(job.id)
@@ -718,58 +482,3 @@ class RetouchService:
             local = self._local.get(job.id)
             if local is not None:
                 local.task = None
-
-    async def _keep_claims(self) -> None:
-        """Every `JOBS_HEARTBEAT_SECONDS`: heartbeat the jobs held here, then adopt orphans."""
-        while True:
-            await asyncio.sleep(self.settings.jobs_heartbeat_seconds)
-            try:
-                await self._heartbeat()
-                await self._adopt()
-            except asyncio.CancelledError:
-                raise
-            except Exception:
-                log.exception(
-                    "heartbeat failed; retrying in %gs", self.settings.jobs_heartbeat_seconds
-                )
-
-    async def _heartbeat(self) -> None:
-        ids = list(self._local)
-        if not ids:
-            return
-        held = set(await self.store.heartbeat(self.replica_id, ids))
-        for job_id in ids:
-            if job_id in held or job_id not in self._local:
-                continue
-            job = await self.store.get_job(job_id)
-            if job is None or job.owner == self.replica_id:
-                continue  # settling right now; its own task finishes the bookkeeping
-            local = self._local.get(job_id)
-            if local is None:
-                continue
-            log.warning("job %s was taken over by %s; dropping it here", job_id, job.owner)
-            self._queue.pop(job_id, None)
-            local.lost = True
-            if local.task is not None:
-                local.task.cancel()
-            self._drop(job_id)
-
-
-def _unlink_all(paths: list[Path]) -> None:
-    for path in paths:
-        with contextlib.suppress(FileNotFoundError):
-            path.unlink()
-
-
-def _sweep(folder: Path, keep: set[str], cutoff: float) -> int:
-    removed = 0
-    if not folder.is_dir():
-        return 0
-    for path in folder.iterdir():
-        if path.name in keep or not path.is_file():
-            continue
-        with contextlib.suppress(FileNotFoundError):
-            if path.stat().st_mtime < cutoff:
-                path.unlink()
-                removed += 1
-    return removed

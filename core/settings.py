@@ -1,7 +1,8 @@
-"""All configuration, read from the environment and `.env` by pydantic-settings.
+"""The core's configuration, read from the environment and `.env` by pydantic-settings.
 
 The environment names are part of the product's interface (see `.env.example`). A bad value stops
-start-up with one line naming the setting, raised as `ConfigError`.
+start-up with one line naming the setting, raised as `ConfigError`. Settings groups declared
+elsewhere (serve-api's) read the same way: `ENV_CONFIG`, then `read_settings`.
 """
 
 from __future__ import annotations
@@ -9,7 +10,7 @@ from __future__ import annotations
 import hashlib
 import os
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, TypeVar
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import Field, SecretStr, ValidationError, field_validator
@@ -22,22 +23,29 @@ Backend = Literal["auto", "api", "local"]
 _PLATFORMS = ("telegram", "discord")
 
 
-def _split_csv(value: Any) -> Any:
+ENV_CONFIG = SettingsConfigDict(
+    env_file=".env",
+    env_file_encoding="utf-8",
+    extra="ignore",
+    case_sensitive=False,
+    validate_default=True,
+)
+"""How every settings class reads its values: the environment and `.env`, names in any case."""
+
+SettingsT = TypeVar("SettingsT", bound=BaseSettings)
+
+
+def split_csv(value: Any) -> Any:
+    """A comma-separated setting as a list of its non-empty items."""
     if isinstance(value, str):
         return [item.strip() for item in value.split(",") if item.strip()]
     return value
 
 
 class Settings(BaseSettings):
-    """Every setting of retouch-bot; field names are the environment names in lower case."""
+    """The core's settings; field names are the environment names in lower case."""
 
-    model_config = SettingsConfigDict(
-        env_file=".env",
-        env_file_encoding="utf-8",
-        extra="ignore",
-        case_sensitive=False,
-        validate_default=True,
-    )
+    model_config = ENV_CONFIG
 
     # --- the retouch backend ----------------------------------------------------------------
     retouch_api_key: SecretStr = SecretStr("")
@@ -58,17 +66,6 @@ class Settings(BaseSettings):
 
     # --- the embedded engine ----------------------------------------------------------------
     engine_threads: int = Field(0, ge=0)
-
-    # --- serve-api (the local engine as an OpenAI-compatible server) -------------------------
-    serve_api_host: str = "127.0.0.1"
-    serve_api_port: int = Field(8000, ge=0, le=65535)
-    serve_api_keys: Annotated[list[SecretStr], NoDecode] = []
-    serve_api_public_url: str = ""
-    serve_api_result_ttl_seconds: int = Field(3600, gt=0)
-    serve_api_results_dir: Path = Path("data/serve-api-results")
-    serve_api_workers: int = Field(0, ge=0)
-    serve_api_queue_size: int = Field(16, ge=1)
-    serve_api_allow_private_urls: bool = False
 
     # --- chat platforms -------------------------------------------------------------------
     telegram_bot_token: SecretStr = SecretStr("")
@@ -128,7 +125,7 @@ class Settings(BaseSettings):
     )
     @classmethod
     def _parse_chats(cls, value: Any) -> Any:
-        return _split_csv(value)
+        return split_csv(value)
 
     @field_validator("discord_shard_count", mode="before")
     @classmethod
@@ -144,15 +141,10 @@ class Settings(BaseSettings):
             raise ValueError("must be empty, auto, or a number of shards")
         return value
 
-    @field_validator("serve_api_keys", mode="before")
-    @classmethod
-    def _parse_keys(cls, value: Any) -> Any:
-        return _split_csv(value)
-
     @field_validator("admin_ids", "access_allowed_users", "access_allowed_chats", mode="before")
     @classmethod
     def _parse_admins(cls, value: Any) -> Any:
-        items = _split_csv(value)
+        items = split_csv(value)
         for item in items:
             platform, _, user = str(item).partition(":")
             if platform not in _PLATFORMS or not user.lstrip("-").isdigit():
@@ -245,17 +237,18 @@ class Settings(BaseSettings):
     def engine_thread_count(self) -> int:
         return self.engine_threads or max(1, os.cpu_count() or 1)
 
-    @property
-    def serve_api_worker_count(self) -> int:
-        return self.serve_api_workers or max(1, os.cpu_count() or 1)
+
+def read_settings(cls: type[SettingsT], **overrides: Any) -> SettingsT:
+    """Read a settings class; a bad value raises `ConfigError` with one line naming the setting."""
+    try:
+        return cls(**overrides)
+    except ValidationError as exc:
+        raise ConfigError(_describe(exc, cls)) from None
 
 
 def load_settings(**overrides: Any) -> Settings:
-    """Read the settings; a bad value raises `ConfigError` with one line naming the setting."""
-    try:
-        settings = Settings(**overrides)
-    except ValidationError as exc:
-        raise ConfigError(_describe(exc)) from None
+    """Read the core's settings and check the values that depend on each other."""
+    settings = read_settings(Settings, **overrides)
     if settings.retouch_backend == "api" and not settings.retouch_api_key.get_secret_value():
         raise ConfigError("RETOUCH_API_KEY: must be set when RETOUCH_BACKEND=api")
     if settings.jobs_stale_after_seconds <= 2 * settings.jobs_heartbeat_seconds:
@@ -266,14 +259,11 @@ def load_settings(**overrides: Any) -> Settings:
     return settings
 
 
-def _describe(exc: ValidationError) -> str:
+def _describe(exc: ValidationError, cls: type[BaseSettings]) -> str:
     error = exc.errors()[0]
     field = str(error["loc"][0]) if error["loc"] else "settings"
     message = str(error["msg"]).removeprefix("Value error, ")
-    shown = "" if field in _SECRET_FIELDS else f" (got {error.get('input')!r})"
+    info = cls.model_fields.get(field)
+    secret = info is not None and "SecretStr" in repr(info.annotation)
+    shown = "" if secret else f" (got {error.get('input')!r})"
     return f"{field.upper()}: {message}{shown}"
-
-
-_SECRET_FIELDS = {
-    name for name, info in Settings.model_fields.items() if "SecretStr" in repr(info.annotation)
-}

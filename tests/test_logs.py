@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import io
 import logging
+from typing import Annotated
 
 import pytest
+from pydantic import SecretStr, field_validator
+from pydantic_settings import BaseSettings, NoDecode
 
 from core.logs import REDACTED, Redactor, redact_url, setup_logging
-from core.settings import load_settings
+from core.settings import ENV_CONFIG, load_settings, split_csv
 
 TOKEN = "1234567:AAHfakeTokenForTestsOnly_abcdefghijklmn"
 
@@ -77,3 +80,29 @@ def test_database_urls_lose_only_their_password() -> None:
     assert redact_url("postgresql://u:pw@db:5432/x") == "postgresql://u:***@db:5432/x"
     assert redact_url("postgresql://db/x") == "postgresql://db/x"
     assert redact_url("postgres://u@db/x?sslmode=require") == "postgres://u@db/x?sslmode=require"
+
+
+class _MoreSettings(BaseSettings):
+    """A settings group of its own, as an adapter or serve-api declares beside its code."""
+
+    model_config = ENV_CONFIG
+    extra_keys: Annotated[list[SecretStr], NoDecode] = []
+    extra_token: SecretStr = SecretStr("")
+
+    @field_validator("extra_keys", mode="before")
+    @classmethod
+    def _keys(cls, value: object) -> object:
+        return split_csv(value)
+
+
+def test_the_secrets_of_every_settings_group_are_redacted(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("EXTRA_KEYS", "group-key-one,group-key-two")
+    monkeypatch.setenv("EXTRA_TOKEN", "group-token-value")
+    stream = io.StringIO()
+    setup_logging(load_settings(), _MoreSettings(), stream=stream)
+    logging.getLogger("retouch.test").warning(
+        "keys %s %s, token %s", "group-key-one", "group-key-two", "group-token-value"
+    )
+    output = stream.getvalue()
+    assert "group-" not in output
+    assert output.count(REDACTED) == 3

@@ -7,6 +7,7 @@ run two services on one store, as two processes would.
 from __future__ import annotations
 
 import asyncio
+import math
 import os
 import signal
 import sys
@@ -20,6 +21,7 @@ import pytest
 
 from core.errors import (
     AccessDeniedError,
+    FidelityError,
     RateLimitedError,
     ShuttingDownError,
     TooManyInFlightError,
@@ -129,6 +131,23 @@ async def test_saved_default_then_configured_default(
     second, _ = await service.submit(request_for("1", portrait_bytes))
     assert (first.fidelity, second.fidelity) == (0.2, 0.6)
     await hooks.wait_for("done", 2)
+
+
+@pytest.mark.parametrize("fidelity", [math.nan, math.inf, 1.5, True])
+async def test_a_fidelity_outside_the_rule_is_refused_at_the_door(
+    make_service: ServiceFactory, portrait_bytes: bytes, fidelity: Any
+) -> None:
+    """`core.fidelity`'s rule at admission: nothing is charged, queued or saved as a default."""
+    rejected: list[str] = []
+    service, hooks = await make_service()
+    service.on_rejected = lambda platform, error: rejected.append(error.code)
+    with pytest.raises(FidelityError):
+        await service.submit(request_for("1", portrait_bytes, fidelity=fidelity))
+    with pytest.raises(FidelityError):
+        await service.set_default_fidelity("telegram", "1", fidelity)
+    assert rejected == ["bad_fidelity"]
+    assert (await used(service, "1"), service.queue_depth, hooks.events) == (0, 0, [])
+    assert (await service.user_settings("telegram", "1")).default_fidelity is None
 
 
 async def test_backend_failure_is_refunded(
@@ -612,8 +631,8 @@ async def test_a_replica_never_takes_a_live_replicas_jobs(
     await backend.wait_started(1)  # one in a's backend, three in a's queue
     for _ in range(3):
         clock.now += 2999
-        await a._heartbeat()
-        assert await b._adopt() == 0  # a's claims are fresh
+        await a.claims.heartbeat()
+        assert await b.claims.adopt() == 0  # a's claims are fresh
     assert (b.running_count, b.queue_depth, b_hooks.events) == (0, 0, [])
     backend.gate.set()
     await a_hooks.wait_for("done", 4)
@@ -656,12 +675,12 @@ async def test_a_silent_replicas_jobs_are_adopted_and_delivered_once(
     await stuck.wait_started(2)  # two in a's backend, three waiting in a's queue
 
     clock.now += 3001  # a stalls: no heartbeat for longer than the stale limit
-    assert await b._adopt() == 5
+    assert await b.claims.adopt() == 5
     await b_hooks.wait_for("done", 5)
     assert sorted(j.id for j, _ in b_hooks.delivered) == sorted(j.id for j in jobs)
     assert [e.kind for e in b_hooks.events if e.job.id == jobs[0].id][-1] == "done"
 
-    await a._heartbeat()  # a wakes up, sees b holds its jobs now, and lets them go
+    await a.claims.heartbeat()  # a wakes up, sees b holds its jobs now, and lets them go
     assert (a.running_count, a.queue_depth) == (0, 0)
     stuck.gate.set()
     await asyncio.sleep(0.2)
@@ -684,8 +703,7 @@ async def test_the_heartbeat_loop_adopts_a_dead_replicas_jobs(
     for user in range(2):
         await a.submit(request_for(str(user), portrait_bytes))
     await stuck.wait_started(1)
-    assert a._keeper is not None
-    a._keeper.cancel()  # a dies, as far as the store can tell
+    await a.claims.stop()  # a dies, as far as the store can tell
     await b_hooks.wait_for("done", 2)
     assert len(b_hooks.delivered) == 2
 

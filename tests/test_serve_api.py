@@ -6,8 +6,10 @@ import asyncio
 import base64
 import contextlib
 import io
+import json
 import logging
 import os
+import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -19,11 +21,15 @@ from aiohttp import web
 from aiohttp.test_utils import TestServer
 from PIL import Image
 
+from bots.serve_api import ResultStore, ServeApiSettings, create_app, run_server
 from core.backend import RetouchBackend
-from core.errors import BusyError, NoFaceError
+from core.errors import BusyError, ConfigError, NoFaceError
 from core.formats import PreparedImage
-from core.server import ResultStore, create_app, run_server
-from core.settings import Settings
+from core.settings import Settings, read_settings
+from tests.test_cli import run_cli
+from tests.test_settings import missing_from_env_example
+
+ROOT = Path(__file__).resolve().parent.parent
 
 NO_IMAGE = {
     "error": {
@@ -104,14 +110,25 @@ def body(url: str | None, **extra: Any) -> dict[str, Any]:
     return {"model": "retouch", "messages": [{"role": "user", "content": content}], **extra}
 
 
-def make_settings(tmp_path: Path, **overrides: Any) -> Settings:
+def make_settings(tmp_path: Path, **overrides: Any) -> tuple[Settings, ServeApiSettings]:
+    """The core's settings and serve-api's, each taking the overrides that name its fields."""
     values: dict[str, Any] = {
         "serve_api_results_dir": tmp_path / "results",
         "serve_api_workers": 2,
         "serve_api_queue_size": 2,
     }
     values.update(overrides)
-    return Settings(**values)
+    serve = {k: v for k, v in values.items() if k in ServeApiSettings.model_fields}
+    core = {k: v for k, v in values.items() if k not in serve}
+    return Settings(**core), ServeApiSettings(**serve)
+
+
+def raw_body(url: str, fidelity_json: bytes, *, in_extra_body: bool) -> bytes:
+    """The contract's body with `fidelity_json` written verbatim (`1e309`, `NaN`, ...)."""
+    slot = "@@fidelity@@"
+    place: dict[str, Any] = {"codeformer_fidelity": slot}
+    text = json.dumps(body(url, **({"extra_body": place} if in_extra_body else place)))
+    return text.replace(f'"{slot}"', fidelity_json.decode()).encode()
 
 
 @contextlib.asynccontextmanager
@@ -135,8 +152,8 @@ async def serve(
     clock: FakeClock | None = None,
     **overrides: Any,
 ) -> AsyncIterator[httpx.AsyncClient]:
-    settings = make_settings(tmp_path, **overrides)
-    app = create_app(settings, backend, clock=clock or FakeClock())
+    settings, serve_settings = make_settings(tmp_path, **overrides)
+    app = create_app(settings, serve_settings, backend, clock=clock or FakeClock())
     async with serving(app) as client:
         yield client
 
@@ -299,6 +316,57 @@ async def test_bad_fidelity_is_a_400_naming_the_parameter(
     error = response.json()["error"]
     assert error["type"] == "invalid_request_error"
     assert error["param"] == "codeformer_fidelity"
+    assert backend.calls == []
+
+
+@pytest.mark.parametrize(
+    ("fidelity_json", "shown"),
+    [
+        (b"1e309", "Infinity"),  # a JSON number too large for a double parses as infinity
+        (b"-1e309", "-Infinity"),
+        (b"true", "true"),
+        (b"false", "false"),
+        (b'"0.3"', '"0.3"'),
+        (b"1.0001", "1.0001"),
+    ],
+)
+@pytest.mark.parametrize("where", ["extra_body", "top level"])
+async def test_the_core_fidelity_rule_refuses_what_json_can_carry(
+    tmp_path: Path, portrait_bytes: bytes, fidelity_json: bytes, shown: str, where: str
+) -> None:
+    """Checked by `core.fidelity`, answered as today: a 400 naming `codeformer_fidelity`."""
+    raw = raw_body(data_url(portrait_bytes), fidelity_json, in_extra_body=where == "extra_body")
+    backend = FakeBackend()
+    async with serve(tmp_path, backend) as client:
+        response = await client.post(
+            "/v1/chat/completions", content=raw, headers={"Content-Type": "application/json"}
+        )
+    assert response.status_code == 400
+    assert response.json() == {
+        "error": {
+            "message": "codeformer_fidelity must be a JSON number between 0.0 and 1.0 "
+            f"(got {shown}).",
+            "type": "invalid_request_error",
+            "param": "codeformer_fidelity",
+            "code": "bad_fidelity",
+        }
+    }
+    assert backend.calls == []
+
+
+@pytest.mark.parametrize("constant", [b"NaN", b"Infinity", b"-Infinity"])
+async def test_json_constants_that_are_not_json_are_refused_as_malformed(
+    tmp_path: Path, portrait_bytes: bytes, constant: bytes
+) -> None:
+    """Python's parser would read `NaN`; JSON has no such number, so the body is not JSON."""
+    raw = raw_body(data_url(portrait_bytes), constant, in_extra_body=False)
+    backend = FakeBackend()
+    async with serve(tmp_path, backend) as client:
+        response = await client.post(
+            "/v1/chat/completions", content=raw, headers={"Content-Type": "application/json"}
+        )
+    assert response.status_code == 400
+    assert response.json()["error"]["message"] == "The request body is not valid JSON."
     assert backend.calls == []
 
 
@@ -639,6 +707,96 @@ async def test_log_lines_hold_neither_keys_nor_images(
     assert name not in "\n".join(lines)
 
 
+# --- settings -----------------------------------------------------------------------------------
+
+
+def test_settings_defaults_and_keys(monkeypatch: pytest.MonkeyPatch) -> None:
+    defaults = read_settings(ServeApiSettings)
+    assert (defaults.serve_api_host, defaults.serve_api_port) == ("127.0.0.1", 8000)
+    assert (defaults.serve_api_result_ttl_seconds, defaults.serve_api_queue_size) == (3600, 16)
+    assert defaults.serve_api_results_dir == Path("data/serve-api-results")
+    assert defaults.serve_api_keys == [] and not defaults.serve_api_allow_private_urls
+    assert defaults.serve_api_worker_count == max(1, os.cpu_count() or 1)
+    monkeypatch.setenv("SERVE_API_KEYS", "key-one, key-two,")
+    monkeypatch.setenv("SERVE_API_WORKERS", "3")
+    configured = read_settings(ServeApiSettings)
+    assert [k.get_secret_value() for k in configured.serve_api_keys] == ["key-one", "key-two"]
+    assert configured.serve_api_worker_count == 3
+    assert "key-one" not in repr(configured)
+
+
+def test_settings_are_read_from_dotenv(tmp_path: Path) -> None:
+    (tmp_path / ".env").write_text("SERVE_API_PORT=8123\nSERVE_API_PUBLIC_URL=https://x.example\n")
+    configured = read_settings(ServeApiSettings)
+    assert (configured.serve_api_port, configured.serve_api_public_url) == (
+        8123,
+        "https://x.example",
+    )
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [("SERVE_API_PORT", "70000"), ("SERVE_API_QUEUE_SIZE", "0"), ("SERVE_API_WORKERS", "many")],
+)
+def test_a_bad_setting_is_one_line_naming_it(
+    monkeypatch: pytest.MonkeyPatch, name: str, value: str
+) -> None:
+    monkeypatch.setenv(name, value)
+    with pytest.raises(ConfigError) as caught:
+        read_settings(ServeApiSettings)
+    message = str(caught.value)
+    assert message.startswith(f"{name}: ") and message.endswith(f"(got {value!r})")
+    assert "\n" not in message
+
+
+def test_the_command_names_a_bad_setting_in_one_line(tmp_path: Path) -> None:
+    (tmp_path / ".env").write_text("SERVE_API_PORT=70000\n")
+    done = run_cli("serve-api", cwd=tmp_path)
+    assert done.returncode == 2
+    assert done.stderr.startswith("retouch-bot: configuration error: SERVE_API_PORT: ")
+    assert done.stderr.count("\n") == 1
+
+
+async def test_the_command_serves_with_its_settings_until_terminated(tmp_path: Path) -> None:
+    (tmp_path / ".env").write_text("SERVE_API_KEYS=sk-cli-key-0123\nSERVE_API_QUEUE_SIZE=3\n")
+    server = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "bots.cli",
+        "serve-api",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        "0",
+        cwd=tmp_path,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+        stdout=asyncio.subprocess.PIPE,
+    )
+    assert server.stdout is not None
+    try:
+        async with asyncio.timeout(60):
+            line = (await server.stdout.readline()).decode()
+        assert line.startswith("serving the local retouch engine at http://127.0.0.1:"), line
+        base = line.split(" at ", 1)[1].split()[0]
+        async with httpx.AsyncClient(base_url=base, timeout=30) as client:
+            denied = await client.get("/models")
+            allowed = await client.get(
+                "/models", headers={"Authorization": "Bearer sk-cli-key-0123"}
+            )
+            health = (await client.get(base.removesuffix("/v1") + "/healthz")).json()
+        assert (denied.status_code, allowed.status_code) == (401, 200)
+        assert (health["backend"], health["queue"]["capacity"]) == ("local", 3)
+    finally:
+        server.terminate()
+        await server.wait()
+
+
+def test_env_example_lists_every_serve_api_setting() -> None:
+    missing = missing_from_env_example(ServeApiSettings)
+    assert not missing, f".env.example lacks {sorted(missing)}"
+    assert not set(ServeApiSettings.model_fields) & set(Settings.model_fields)
+
+
 # --- the real engine ----------------------------------------------------------------------------
 
 
@@ -669,10 +827,10 @@ async def test_round_trip_through_the_local_engine(
 
 
 async def test_run_server_listens_reports_its_url_and_stops_cleanly(tmp_path: Path) -> None:
-    settings = make_settings(tmp_path)
+    settings, serve_settings = make_settings(tmp_path)
     ready: asyncio.Future[str] = asyncio.get_running_loop().create_future()
     task = asyncio.create_task(
-        run_server(settings, host="127.0.0.1", port=0, ready=ready.set_result)
+        run_server(settings, serve_settings, host="127.0.0.1", port=0, ready=ready.set_result)
     )
     url = await asyncio.wait_for(ready, 30)
     assert url.startswith("http://127.0.0.1:")

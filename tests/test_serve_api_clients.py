@@ -19,12 +19,12 @@ from openai import AsyncOpenAI, OpenAI
 from PIL import Image
 from pydantic import SecretStr
 
+from bots.serve_api import create_app
 from core.api_backend import ApiBackend
 from core.engine import detect_faces
 from core.errors import NoFaceError, UpstreamAuthError
 from core.imaging import ImageLimits, prepare_image
-from core.server import create_app
-from tests.test_server import data_url, image_host, make_settings, serving
+from tests.test_serve_api import data_url, image_host, make_settings, serving
 
 KEY = "sk-xxxxx"
 
@@ -34,10 +34,10 @@ async def serve_api(tmp_path: Path, **overrides: Any) -> AsyncIterator[str]:
     """serve-api on the real local engine, with a key; yields its OpenAI base URL (`.../v1`)."""
     from core.local_backend import LocalBackend
 
-    settings = make_settings(tmp_path, serve_api_keys=KEY, **overrides)
+    settings, serve_settings = make_settings(tmp_path, serve_api_keys=KEY, **overrides)
     backend = LocalBackend(threads=2)
     try:
-        async with serving(create_app(settings, backend)) as client:
+        async with serving(create_app(settings, serve_settings, backend)) as client:
             yield f"{client.base_url}/v1"
     finally:
         await backend.aclose()
@@ -195,7 +195,7 @@ async def test_curl_example(tmp_path: Path, portrait_bytes: bytes) -> None:
 async def test_api_backend_against_serve_api(
     tmp_path: Path, portrait_bytes: bytes, portrait_rgb: np.ndarray, no_face_bytes: bytes
 ) -> None:
-    settings = make_settings(tmp_path)
+    settings, _ = make_settings(tmp_path)
     limits = ImageLimits.from_settings(settings)
     portrait = prepare_image(portrait_bytes, limits)
     no_face = prepare_image(no_face_bytes, limits)
