@@ -3,17 +3,45 @@
 from __future__ import annotations
 
 import asyncio
+from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 from core.backend import RetouchBackend
 from core.errors import FidelityError
+from core.formats import PreparedImage
 from core.imaging import ImageLimits, prepare_image
+
+if TYPE_CHECKING:
+    from core.local_backend import EngineReport
+
+
+@runtime_checkable
+class ReportingBackend(Protocol):
+    """A backend that can say what it found in a photo (the local engine: faces and boxes)."""
+
+    async def retouch_reported(
+        self, image: PreparedImage, fidelity: float
+    ) -> tuple[bytes, EngineReport]: ...
 
 
 async def retouch_photo(
     backend: RetouchBackend, data: bytes, fidelity: float, limits: ImageLimits
 ) -> bytes:
     """Check and shape `data` for the backend, then retouch it; raises typed `RetouchError`s."""
+    image = await _prepared(data, fidelity, limits)
+    return await backend.retouch(image, fidelity)
+
+
+async def retouch_photo_reported(
+    backend: RetouchBackend, data: bytes, fidelity: float, limits: ImageLimits
+) -> tuple[bytes, EngineReport | None]:
+    """`retouch_photo`, with the backend's report when it gives one (None for the hosted API)."""
+    image = await _prepared(data, fidelity, limits)
+    if isinstance(backend, ReportingBackend):
+        return await backend.retouch_reported(image, fidelity)
+    return await backend.retouch(image, fidelity), None
+
+
+async def _prepared(data: bytes, fidelity: float, limits: ImageLimits) -> PreparedImage:
     if not 0.0 <= fidelity <= 1.0:
         raise FidelityError(f"Fidelity {fidelity:g} is out of range (0 to 1).", value=fidelity)
-    image = await asyncio.to_thread(prepare_image, data, limits)
-    return await backend.retouch(image, fidelity)
+    return await asyncio.to_thread(prepare_image, data, limits)
