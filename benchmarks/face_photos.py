@@ -88,6 +88,13 @@ def rotated(photo: Photo, degrees: float) -> Photo:
     return Photo(f"{photo.name}_rot{degrees:g}", np.asarray(rgb, np.uint8), photo.faces)
 
 
+def mirrored(photo: Photo) -> Photo:
+    """The photo flipped left to right: the same face, seen turned the other way."""
+    width = photo.rgb.shape[1]
+    boxes = tuple(FaceBox(width - b.x - b.w, b.y, b.w, b.h) for b in photo.faces)
+    return Photo(f"{photo.name}_mirror", np.ascontiguousarray(photo.rgb[:, ::-1]), boxes)
+
+
 def darkened(photo: Photo) -> Photo:
     """A dark, underexposed photo: a third of the light, with a gamma."""
     dark = 255.0 * (photo.rgb / 255.0) ** 1.6 * 0.45
@@ -137,8 +144,7 @@ def group(count: int, face_width: int = 115, canvas: tuple[int, int] = (2400, 16
 def variants() -> list[Photo]:
     """Every variant the benchmark measures (the tests use some of them)."""
     photos: list[Photo] = []
-    for name in _SOURCES:
-        base = source(name)
+    for base in [source(name) for name in _SOURCES] + [mirrored(source(n)) for n in _SOURCES]:
         photos.append(base)
         photos += [scaled(base, width) for width in (40, 60, 100, 200, 400)]
         photos += [rotated(base, degrees) for degrees in (15, 30, 45, -30)]
