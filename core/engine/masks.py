@@ -31,7 +31,7 @@ _CHEEK_RADIUS = 0.06
 # Colour match: distance in units of the cheeks' spread; at least these Lab spreads.
 _SPREAD_L = 9.0
 _SPREAD_AB = 3.5
-_MATCH_FULL, _MATCH_NONE = 2.2, 3.6
+_MATCH_FULL, _MATCH_NONE = 2.6, 4.0
 
 
 @dataclass(frozen=True)
@@ -51,7 +51,7 @@ def face_masks(small: FloatImage, frame: Frame) -> Masks:
     feather = frame.length(_FEATHER)
     oval = _polygon(shape, frame, mesh.FACE_OVAL)
     # shrink the oval by the feather, so the soft edge ends on the face's outline
-    inside = f32(cv2.erode(oval, _disc(2 * feather)))
+    inside = f32(cv2.erode(oval, _disc(1.5 * feather)))
     features = np.maximum.reduce(
         [
             _polygon(shape, frame, mesh.RIGHT_EYE, frame.length(_EYE_MARGIN)),

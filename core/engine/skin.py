@@ -17,12 +17,15 @@ from core.engine.frame import Frame
 
 # Shares of the face width.
 _FINE_SIGMA = 0.006  # below this, pores and grain: the fine band
-_BASE_RADIUS = 0.03
-_BASE_EPS = 0.035  # contrast (0..1) the base keeps as an edge
+_BASE_RADIUS = 0.04
+_BASE_EPS = 0.12  # contrast (0..1) the base keeps as an edge
 _SPOT_SMALL, _SPOT_LARGE = 0.005, 0.03  # a spot is about this small, in skin this large
 # Share of each band removed at full strength (fidelity 0).
-_MID_CUT = 0.9
-_FINE_CUT = 0.3
+_MID_CUT = 1.0
+_FINE_CUT = 0.6
+# A face this small (work px) or smaller has no pores to keep: its fine band is blotches too.
+_PORELESS_WIDTH, _PORED_WIDTH = 48, 160
+_FINE_CUT_PORELESS = 0.9
 _SPOT_DEPTH = 0.02  # a spot at least this much darker (0..1) than the skin around it
 _SPOT_FULL = 0.045
 
@@ -33,13 +36,13 @@ def smooth_skin(image: FloatImage, mask: FloatImage, frame: Frame, strength: flo
     base = guided(image, frame.length(_BASE_RADIUS), _BASE_EPS)
     fine = image - fine_base
     middle = fine_base - base
-    smooth = (
-        base
-        + middle * np.float32(1 - _MID_CUT * strength)
-        + fine * np.float32(1 - _FINE_CUT * strength)
+    pored = np.clip(
+        (frame.face_width - _PORELESS_WIDTH) / (_PORED_WIDTH - _PORELESS_WIDTH), 0.0, 1.0
     )
+    fine_keep = np.float32(1 - (_FINE_CUT_PORELESS + (_FINE_CUT - _FINE_CUT_PORELESS) * pored) * strength)
+    smooth = base + middle * np.float32(1 - _MID_CUT * strength) + fine * fine_keep
     surroundings = blur(image, frame.length(_SPOT_LARGE))
-    healed = surroundings + fine * np.float32(1 - _FINE_CUT * strength)
+    healed = surroundings + fine * fine_keep
     spots = _spots(image, frame) * np.float32(strength)
     smooth += (healed - smooth) * spots[:, :, None]
     return f32(image + (smooth - image) * mask[:, :, None])
