@@ -27,7 +27,7 @@ import numpy as np
 from PIL import Image, ImageDraw
 
 from benchmarks.face_photos import Photo, matches, no_face_photos, source, variants
-from core.engine import Face, RGBImage, detect_faces, retouch_image
+from core.engine import Face, RGBImage, retouch_image
 from core.engine.filters import blur, luma
 from core.engine.frame import Frame
 from core.engine.masks import Masks, face_masks
@@ -68,7 +68,9 @@ def face_figures(before: RGBImage, after: RGBImage, face: Face) -> dict[str, Any
             continue
         a, b = detail(old, where, frame), detail(new, where, frame)
         figures[f"{name}_detail_change"] = round(b / a - 1, 3) if a > 0 else None
-    figures["skin_share_of_box"] = round(float((masks.skin > 0.5).mean()), 3)
+    figures["skin_share_of_box"] = round(
+        float((masks.skin[frame.box_region(face)] > 0.5).mean()), 3
+    )
     return figures
 
 
@@ -133,7 +135,9 @@ def summary(report: dict[str, Any]) -> dict[str, Any]:
     faces = [f for v in report["variants"].values() for f in v["per_face"]]
     skin = [f["skin_detail_change"] for f in faces if f["skin_detail_change"] is not None]
     features = [
-        f[key] for f in faces for key in ("eyes_detail_change", "lips_detail_change")
+        f[key]
+        for f in faces
+        for key in ("eyes_detail_change", "lips_detail_change")
         if f[key] is not None
     ]
     off = [v["off_face_change"] for v in report["variants"].values()]
@@ -191,8 +195,25 @@ def ladder() -> dict[str, list[float]]:
 def verdicts(report: dict[str, Any]) -> dict[str, Any]:
     s = report["summary"]
     recall = s["recall"]
-    strict = [f for f in ("original", "60px", "100px", "200px", "400px", "rot15", "rot30",
-                          "dark", "grey", "jpeg30", "group", "12MP", "7MP") if f in recall]
+    strict = [
+        f
+        for f in (
+            "original",
+            "60px",
+            "100px",
+            "200px",
+            "400px",
+            "rot15",
+            "rot30",
+            "dark",
+            "grey",
+            "jpeg30",
+            "group",
+            "12MP",
+            "7MP",
+        )
+        if f in recall
+    ]
     strict_recall = min(recall[f]["recall"] for f in strict)
     loose_recall = min(recall[f]["recall"] for f in ("40px", "rot45"))
     times = report["one_core"]

@@ -35,7 +35,15 @@ _SOURCES: dict[str, FaceBox] = {
     "grace_hopper": FaceBox(165, 127, 191, 206),
     "cameraman": FaceBox(195, 126, 64, 69),
 }
-NO_FACE = ("coffee", "chelsea", "rocket", "coins", "hubble_deep_field", "retina", "immunohistochemistry")
+NO_FACE = (
+    "coffee",
+    "chelsea",
+    "rocket",
+    "coins",
+    "hubble_deep_field",
+    "retina",
+    "immunohistochemistry",
+)
 
 
 @cache

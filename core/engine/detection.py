@@ -147,7 +147,9 @@ def _decode(
 
         x0, y0 = photo(cx - w / 2, cy - h / 2)
         x1, y1 = photo(cx + w / 2, cy + h / 2)
-        eyes = [photo(raw[4 + 2 * k] + anchors[i, 0], raw[5 + 2 * k] + anchors[i, 1]) for k in (0, 1)]
+        eyes = [
+            photo(raw[4 + 2 * k] + anchors[i, 0], raw[5 + 2 * k] + anchors[i, 1]) for k in (0, 1)
+        ]
         found.append(Candidate(x0, y0, x1, y1, eyes[0], eyes[1], float(scores[i])))
     return found
 

@@ -44,6 +44,15 @@ class Frame:
         points = (face.landmarks - np.array([x0, y0], np.float32)) * np.float32(scale)
         return cls(x0, y0, x1, y1, scale, width, height, box.w * scale, points)
 
+    def box_region(self, face: Face) -> tuple[slice, slice]:
+        """The face's box in work px, as a numpy index."""
+        b = face.box
+        x0, y0 = round((b.x - self.x0) * self.scale), round((b.y - self.y0) * self.scale)
+        return (
+            slice(y0, y0 + round(b.h * self.scale)),
+            slice(x0, x0 + round(b.w * self.scale)),
+        )
+
     def length(self, share: float, least: float = 1.0) -> float:
         """`share` of the face width in work px, at least `least`."""
         return max(least, share * self.face_width)

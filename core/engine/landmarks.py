@@ -46,9 +46,7 @@ def face_mesh(rgb: RGBImage, candidate: Candidate) -> Mesh | None:
 
 def refined(rgb: RGBImage, mesh: Mesh) -> Mesh | None:
     """The mesh run again on the crop its own landmarks give; None if that sees no face."""
-    angle = _angle(
-        tuple(mesh.points[_RIGHT_EYE_CORNER]), tuple(mesh.points[_LEFT_EYE_CORNER])
-    )
+    angle = _angle(tuple(mesh.points[_RIGHT_EYE_CORNER]), tuple(mesh.points[_LEFT_EYE_CORNER]))
     # the landmarks' extent in the face's own upright frame
     cos, sin = math.cos(angle), math.sin(angle)
     upright = mesh.points @ np.array([[cos, -sin], [sin, cos]], np.float32)

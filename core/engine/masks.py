@@ -21,10 +21,10 @@ from core.engine.filters import blur
 from core.engine.frame import Frame
 
 # Shares of the face width.
-_FEATHER = 0.025  # the skin mask's soft edge
+_FEATHER = 0.02  # the skin mask's soft edge
 _EYE_MARGIN = 0.045  # lashes, lids and make-up around the eye opening
-_BROW_MARGIN = 0.03
-_LIP_MARGIN = 0.015
+_BROW_MARGIN = 0.04
+_LIP_MARGIN = 0.035
 _NOSTRIL_MARGIN = 0.025
 _COLOUR_BLUR = 0.015  # wrinkles and pores vanish at this blur, a fringe of hair does not
 _CHEEK_RADIUS = 0.06
@@ -50,8 +50,8 @@ def face_masks(small: FloatImage, frame: Frame) -> Masks:
     shape = (frame.height, frame.width)
     feather = frame.length(_FEATHER)
     oval = _polygon(shape, frame, mesh.FACE_OVAL)
-    # shrink the oval by the feather, so the soft edge ends on the face's outline
-    inside = f32(cv2.erode(oval, _disc(1.5 * feather)))
+    # shrink the oval by twice the feather, so the soft edge ends on the face's outline
+    inside = f32(cv2.erode(oval, _disc(4 * feather)))
     features = np.maximum.reduce(
         [
             _polygon(shape, frame, mesh.RIGHT_EYE, frame.length(_EYE_MARGIN)),

@@ -49,13 +49,17 @@ def _retouch_face(out: RGBImage, face: Face, strength: float) -> None:
     crop = out[frame.y0 : frame.y1, frame.x0 : frame.x1]
     full = f32(crop) / np.float32(255)
     size = (frame.width, frame.height)
-    small = full if frame.scale >= 1.0 else f32(cv2.resize(full, size, interpolation=cv2.INTER_AREA))
+    small = (
+        full if frame.scale >= 1.0 else f32(cv2.resize(full, size, interpolation=cv2.INTER_AREA))
+    )
     masks = face_masks(small, frame)
     retouched = smooth_skin(small, masks.skin, frame, strength)
     retouched = adjust_tone(retouched, masks, frame, strength)
     delta = retouched - small
     if frame.scale < 1.0:
-        delta = f32(cv2.resize(delta, (crop.shape[1], crop.shape[0]), interpolation=cv2.INTER_LINEAR))
+        delta = f32(
+            cv2.resize(delta, (crop.shape[1], crop.shape[0]), interpolation=cv2.INTER_LINEAR)
+        )
     result = f32(crop) + delta * np.float32(255) + np.float32(0.5)
     np.clip(result, 0, 255, out=result)
     out[frame.y0 : frame.y1, frame.x0 : frame.x1] = result.astype(np.uint8)

@@ -39,7 +39,9 @@ def smooth_skin(image: FloatImage, mask: FloatImage, frame: Frame, strength: flo
     pored = np.clip(
         (frame.face_width - _PORELESS_WIDTH) / (_PORED_WIDTH - _PORELESS_WIDTH), 0.0, 1.0
     )
-    fine_keep = np.float32(1 - (_FINE_CUT_PORELESS + (_FINE_CUT - _FINE_CUT_PORELESS) * pored) * strength)
+    fine_keep = np.float32(
+        1 - (_FINE_CUT_PORELESS + (_FINE_CUT - _FINE_CUT_PORELESS) * pored) * strength
+    )
     smooth = base + middle * np.float32(1 - _MID_CUT * strength) + fine * fine_keep
     surroundings = blur(image, frame.length(_SPOT_LARGE))
     healed = surroundings + fine * fine_keep
