@@ -14,6 +14,7 @@ for 2 MP and 12 MP photos on one core. Contact sheets (input, result, masks) are
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import os
 import platform
@@ -43,7 +44,9 @@ LADDER = (0.0, 0.1, 0.3, 0.5, 0.7, 0.9, 1.0)
 def work_view(rgb: RGBImage, frame: Frame) -> np.ndarray:
     crop = rgb[frame.y0 : frame.y1, frame.x0 : frame.x1].astype(np.float32) / 255
     if frame.scale < 1.0:
-        crop = cv2.resize(crop, (frame.width, frame.height), interpolation=cv2.INTER_AREA)
+        return np.asarray(
+            cv2.resize(crop, (frame.width, frame.height), interpolation=cv2.INTER_AREA)
+        )
     return crop
 
 
@@ -217,20 +220,34 @@ def verdicts(report: dict[str, Any]) -> dict[str, Any]:
     strict_recall = min(recall[f]["recall"] for f in strict)
     loose_recall = min(recall[f]["recall"] for f in ("40px", "rot45"))
     times = report["one_core"]
-    ladder_ok = all(
-        all(a > b for a, b in zip(c[:-1], c[1:], strict=True)) for c in report["ladder"].values()
-    )
-    return {
-        "engine_recall_60px_30deg_at_least_95pct": {"value": strict_recall, "met": strict_recall >= 0.95},
-        "engine_recall_40px_45deg_at_least_80pct": {"value": loose_recall, "met": loose_recall >= 0.8},
-        "engine_no_false_face": {"value": s["no_face_false_faces"], "met": s["no_face_false_faces"] == 0},
-        "engine_skin_detail_minus_30pct": {"value": s["skin_detail_change_worst"], "met": s["skin_detail_change_worst"] <= -0.3},
-        "engine_eye_lip_detail_within_10pct": {"value": s["feature_detail_change_worst"], "met": s["feature_detail_change_worst"] >= -0.1},
-        "engine_off_face_change_under_1": {"value": s["off_face_change_worst"], "met": s["off_face_change_worst"] < 1.0},
-        "engine_2MP_under_350ms_one_core": {"value_ms": times["2MP"]["median_ms"], "met": times["2MP"]["median_ms"] < 350},
-        "engine_12MP_under_900ms_one_core": {"value_ms": times["12MP"]["median_ms"], "met": times["12MP"]["median_ms"] < 900},
-        "engine_monotonic_in_fidelity": {"value": ladder_ok, "met": ladder_ok},
-    }  # fmt: skip
+    ladder_ok = all(all(a > b for a, b in itertools.pairwise(c)) for c in report["ladder"].values())
+    checks = {
+        "engine_recall_60px_30deg_at_least_95pct": (strict_recall, strict_recall >= 0.95),
+        "engine_recall_40px_45deg_at_least_80pct": (loose_recall, loose_recall >= 0.8),
+        "engine_no_false_face": (s["no_face_false_faces"], s["no_face_false_faces"] == 0),
+        "engine_skin_detail_minus_30pct": (
+            s["skin_detail_change_worst"],
+            s["skin_detail_change_worst"] <= -0.3,
+        ),
+        "engine_eye_lip_detail_within_10pct": (
+            s["feature_detail_change_worst"],
+            s["feature_detail_change_worst"] >= -0.1,
+        ),
+        "engine_off_face_change_under_1": (
+            s["off_face_change_worst"],
+            s["off_face_change_worst"] < 1.0,
+        ),
+        "engine_2MP_under_350ms_one_core": (
+            times["2MP"]["median_ms"],
+            times["2MP"]["median_ms"] < 350,
+        ),
+        "engine_12MP_under_900ms_one_core": (
+            times["12MP"]["median_ms"],
+            times["12MP"]["median_ms"] < 900,
+        ),
+        "engine_monotonic_in_fidelity": (ladder_ok, ladder_ok),
+    }
+    return {name: {"value": value, "met": met} for name, (value, met) in checks.items()}
 
 
 # --- contact sheets ---------------------------------------------------------------------------

@@ -2,8 +2,8 @@
 
 scikit-image's astronaut (Eileen Collins, NASA, public domain) and cameraman, and matplotlib's
 Grace Hopper (US Navy, public domain) are the faces; scikit-image's coffee, cat, rocket, coins,
-Hubble deep field, retina and tissue stain are photos with no face. Variants scale, turn, darken, grey,
-compress and group the faces; every variant knows where its faces are.
+Hubble deep field, retina and tissue stain are photos with no face. Variants scale, turn,
+darken, grey, compress and group the faces; every variant knows where its faces are.
 """
 
 from __future__ import annotations
@@ -52,7 +52,8 @@ def source(name: str) -> Photo:
     if name == "grace_hopper":
         import matplotlib.cbook
 
-        with Image.open(matplotlib.cbook.get_sample_data("grace_hopper.jpg")) as image:
+        path = matplotlib.cbook.get_sample_data("grace_hopper.jpg", asfileobj=False)
+        with Image.open(str(path)) as image:
             rgb = np.asarray(image.convert("RGB"))
     else:
         rgb = _skimage("camera" if name == "cameraman" else name)

@@ -10,10 +10,10 @@ import numpy as np
 import pytest
 
 from benchmarks import face_photos as photos
+from benchmarks.engine_quality import detail, work_view
 from benchmarks.face_photos import Photo, matches
 from core.engine import Face, FaceBox, detect_faces, retouch_image
 from core.engine import runtime as engine_runtime
-from core.engine.filters import blur, luma
 from core.engine.frame import Frame
 from core.engine.masks import face_masks
 from core.errors import FidelityError, NoFaceError
@@ -33,17 +33,7 @@ def found_exactly(photo: Photo) -> list[Face]:
 
 def work(rgb: np.ndarray, face: Face) -> tuple[np.ndarray, Frame]:
     frame = Frame.around(face, rgb.shape[1], rgb.shape[0])
-    import cv2
-
-    crop = rgb[frame.y0 : frame.y1, frame.x0 : frame.x1].astype(np.float32) / 255
-    if frame.scale < 1.0:
-        crop = cv2.resize(crop, (frame.width, frame.height), interpolation=cv2.INTER_AREA)
-    return crop, frame
-
-
-def detail(view: np.ndarray, where: np.ndarray, frame: Frame) -> float:
-    y = luma(view)
-    return float(np.abs(y - blur(y, frame.face_width / 60))[where].mean())
+    return work_view(rgb, frame), frame
 
 
 @pytest.fixture(scope="module")

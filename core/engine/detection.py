@@ -187,20 +187,9 @@ def merge(found: list[Candidate]) -> list[Candidate]:
         group = [c for c in remaining if iou(best, c) > _MERGE_IOU]
         remaining = [c for c in remaining if iou(best, c) <= _MERGE_IOU]
         weights = np.array([c.score for c in group])
-        weights /= weights.sum()
-
-        def mean(values: list[float]) -> float:
-            return float(np.dot(weights, values))
-
-        merged.append(
-            Candidate(
-                mean([c.x0 for c in group]),
-                mean([c.y0 for c in group]),
-                mean([c.x1 for c in group]),
-                mean([c.y1 for c in group]),
-                (mean([c.right_eye[0] for c in group]), mean([c.right_eye[1] for c in group])),
-                (mean([c.left_eye[0] for c in group]), mean([c.left_eye[1] for c in group])),
-                best.score,
-            )
+        values = np.array(
+            [[c.x0, c.y0, c.x1, c.y1, *c.right_eye, *c.left_eye] for c in group], np.float64
         )
+        x0, y0, x1, y1, rx, ry, lx, ly = (float(v) for v in weights @ values / weights.sum())
+        merged.append(Candidate(x0, y0, x1, y1, (rx, ry), (lx, ly), best.score))
     return merged
