@@ -15,9 +15,7 @@ from __future__ import annotations
 
 import argparse
 import itertools
-import json
 import os
-import platform
 import statistics
 import time
 from pathlib import Path
@@ -28,6 +26,7 @@ import numpy as np
 from PIL import Image, ImageDraw
 
 from benchmarks.face_photos import Photo, matches, no_face_photos, source, variants
+from benchmarks.report import engine_machine, publish
 from core.engine import Face, RGBImage, retouch_image
 from core.engine.filters import blur, luma
 from core.engine.frame import Frame
@@ -362,27 +361,18 @@ def main() -> None:
     empty = no_face_photos()
     report: dict[str, Any] = {
         "benchmark": "engine_quality",
-        "machine": {
-            "cpus": os.cpu_count(),
-            "python": platform.python_version(),
-            "opencv": cv2.__version__,
-            "note": "shared machine: other test runs may add noise",
-        },
+        "machine": engine_machine(),
         "fidelity": FIDELITY,
         "variants": {photo.name: measure(photo) for photo in photos},
         "no_face": {photo.name: measure(photo) for photo in empty},
     }
     report["summary"] = summary(report)
-    report["ladder"] = {"fidelities": list(LADDER), **ladder()}
+    report["ladder"] = ladder()
     report["one_core"] = one_core_times(args.runs)
-    report["ladder"].pop("fidelities")
     report["targets"] = verdicts(report)
-    report["ladder"]["fidelities"] = list(LADDER)
+    report["ladder_fidelities"] = list(LADDER)
     report["contact_sheets"] = contact_sheets({p.name: p for p in photos + empty})
-    text = json.dumps(report, indent=2)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(text + "\n")
-    print(text)
+    publish(report, args.out)
 
 
 if __name__ == "__main__":
