@@ -17,9 +17,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import base64
-import json
 import os
-import platform
 import statistics
 import subprocess
 import sys
@@ -32,6 +30,7 @@ import cv2
 import httpx
 
 from benchmarks.load import cpu_seconds, memory_mb, percentiles
+from benchmarks.report import engine_machine, publish
 from benchmarks.samples import megapixels, telegram_photo
 from core.imaging import prepare_image
 from core.local_backend import retouch_bytes
@@ -196,22 +195,14 @@ def main() -> None:
     args = parser.parse_args()
     report: dict[str, Any] = {
         "benchmark": "engine",
-        "machine": {
-            "cpus": os.cpu_count(),
-            "python": platform.python_version(),
-            "opencv": cv2.__version__,
-            "note": "shared machine: other test runs may add noise",
-        },
+        "machine": engine_machine(),
         "fidelity": FIDELITY,
         "engine": engine_times(args.runs),
         "serve_api": asyncio.run(serve_api(args.requests, args.concurrency)),
     }
     report["targets"] = verdicts(report)
     report["machine"]["load_average_at_end"] = [round(x, 2) for x in os.getloadavg()]
-    text = json.dumps(report, indent=2)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(text + "\n")
-    print(text)
+    publish(report, args.out)
 
 
 if __name__ == "__main__":

@@ -33,6 +33,7 @@ from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
+from benchmarks.report import publish
 from core.jobs import NewJob
 from core.store import JobStore
 from core.store.postgres import PostgresStore
@@ -274,10 +275,7 @@ def main() -> None:
     args = parser.parse_args()
     stores = [s.strip() for s in args.stores.split(",") if s.strip()]
     report = asyncio.run(main_async(args.reservations, stores, args.pg_url))
-    text = json.dumps(report, indent=2)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(text + "\n")
-    print(text)
+    publish(report, args.out)
 
 
 if __name__ == "__main__":

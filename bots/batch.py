@@ -16,7 +16,7 @@ from core.captions import parse_fidelity
 from core.errors import RetouchError
 from core.formats import EXTENSIONS, sniff_format
 from core.imaging import ImageLimits
-from core.pipeline import retouch_photo
+from core.pipeline import retouch_photo_reported
 from core.settings import Settings
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".heic", ".heif", ".bmp", ".tif", ".tiff"}
@@ -96,7 +96,7 @@ async def _retouch_one(
     started = time.perf_counter()
     try:
         data = await asyncio.to_thread(task.source.read_bytes)
-        result = await retouch_photo(backend, data, fidelity, limits)
+        result, report = await retouch_photo_reported(backend, data, fidelity, limits)
         target = _target_path(task, result)
         await asyncio.to_thread(target.write_bytes, result)
     except RetouchError as exc:
@@ -106,7 +106,8 @@ async def _retouch_one(
         bar.write(f"{task.source}: {exc.filename or ''} {exc.strerror or exc}", file=sys.stderr)
         return 1
     seconds = time.perf_counter() - started
-    bar.write(f"{task.source} -> {target} (fidelity {fidelity:g}, {seconds:.2f} s)")
+    found = f", {report.describe()}" if report is not None else ""
+    bar.write(f"{task.source} -> {target} (fidelity {fidelity:g}, {seconds:.2f} s{found})")
     return 0
 
 

@@ -17,7 +17,7 @@ from core.engine import detect_faces
 from core.errors import RetouchError
 from core.formats import EXTENSIONS, sniff_format
 from core.imaging import ImageLimits
-from core.pipeline import retouch_photo
+from core.pipeline import retouch_photo_reported
 from core.settings import Settings
 
 SHEET_SIDE = 768
@@ -38,7 +38,7 @@ async def run_demo(settings: Settings, source: Path, out_dir: Path, fidelity_tex
     async with open_backend(settings) as backend:
         started = time.perf_counter()
         try:
-            result = await retouch_photo(
+            result, report = await retouch_photo_reported(
                 backend, data, fidelity, ImageLimits.from_settings(settings)
             )
         except RetouchError as exc:
@@ -55,6 +55,8 @@ async def run_demo(settings: Settings, source: Path, out_dir: Path, fidelity_tex
         size = f"{image.width}x{image.height}"
     print(f"backend:      {backend.name} engine, fidelity {fidelity:g}")
     print(f"input:        {source}")
+    if report is not None:
+        print(f"faces:        {report.describe()}")
     print(f"result:       {result_path} ({size})")
     print(f"before/after: {sheet_path}")
     print(f"time:         {seconds:.2f} s")
@@ -76,7 +78,7 @@ def before_after_sheet(before: bytes, after: bytes, fidelity: float) -> Image.Im
     ]
     faces = detect_faces(np.asarray(left))
     if faces:
-        face = max(faces, key=lambda f: f.w * f.h)
+        face = faces[0].box  # the largest
         pad = face.w // 3
         box = (
             max(0, face.x - pad),

@@ -168,7 +168,7 @@ def _check_engine() -> Check:
             "upstream",
             "FAIL",
             f"the local engine does not load: {exc}",
-            "reinstall opencv-python-headless 4.x (5.x lacks the face models)",
+            "reinstall the package: its face models or ai-edge-litert are missing",
         )
     return Check("upstream", "ok", "the local engine loads (no API key: RETOUCH_BACKEND=local)")
 

@@ -22,8 +22,8 @@ _EN: dict[str, str] = {
     "help": (
         "Send a portrait photo (or an image as a file) and I'll send it back retouched.\n\n"
         "Strength: add a caption with a fidelity from 0 to 1 — lower retouches more, "
-        "1 keeps the photo nearly as it is. 0.1 is a light everyday retouch (the default), "
-        "0.3 balanced, 0.5 stronger repair.\n"
+        "1 keeps the photo nearly as it is. 0.1 is a clear retouch (the default), "
+        "0.3 a moderate one, 0.5 and 0.7 a light touch.\n"
         "Examples: `fidelity 0.3`, `f=0.5`, `0.3`, `30%`, `保真度 0.3`.\n\n"
         "In groups, caption the photo with /retouch or mention me, or reply to a photo with "
         "`/retouch 0.3`.\n\n"
@@ -84,7 +84,7 @@ _EN: dict[str, str] = {
     "d:help": (
         "Use /retouch with a portrait photo and I'll post it back retouched. The optional "
         "`fidelity` runs from 0 to 1: lower retouches more, 1 keeps the photo nearly as it is; "
-        "0.1 is a light everyday retouch (the default), 0.3 balanced, 0.5 stronger repair.\n"
+        "0.1 is a clear retouch (the default), 0.3 a moderate one, 0.5 and 0.7 a light touch.\n"
         "On a message with photos: Apps → Retouch photo.\n\n"
         "/quota — your photos left today\n"
         "/fidelity 0.3 — save your default strength (/fidelity alone shows it)\n"
@@ -135,7 +135,7 @@ _ZH: dict[str, str] = {
     "help": (
         "发送一张人像照片(或以文件形式发送图片),我会把美颜后的照片发回给你。\n\n"
         "强度:在说明中写 0 到 1 的保真度——越小美颜越强,1 几乎保持原样。"
-        "0.1 为日常轻度美颜(默认),0.3 平衡,0.5 修复更明显。\n"
+        "0.1 为明显美颜(默认),0.3 适中,0.5 和 0.7 为轻微修饰。\n"
         "示例:`保真度 0.3`、`fidelity 0.3`、`f=0.5`、`0.3`、`30%`。\n\n"
         "在群组中,请在照片说明里写 /retouch 或 @我,或回复一张照片并发送 `/retouch 0.3`。\n\n"
         "/quota — 今天剩余次数\n"
@@ -185,7 +185,8 @@ _ZH: dict[str, str] = {
     ),
     "d:help": (
         "使用 /retouch 并附上一张人像照片,我会发回美颜后的照片。可选的 `fidelity`(保真度)"
-        "取 0 到 1:越小美颜越强,1 几乎保持原样;0.1 为日常轻度美颜(默认),0.3 平衡,0.5 修复更明显。\n"
+        "取 0 到 1:越小美颜越强,1 几乎保持原样;"
+        "0.1 为明显美颜(默认),0.3 适中,0.5 和 0.7 为轻微修饰。\n"
         "对带照片的消息:应用 → Retouch photo。\n\n"
         "/quota — 今天剩余次数\n"
         "/fidelity 0.3 — 保存默认强度(只发 /fidelity 查看)\n"

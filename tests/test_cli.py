@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -38,6 +39,8 @@ def test_retouch_writes_a_valid_image(tmp_path: Path, portrait_bytes: bytes) -> 
     with Image.open(io.BytesIO(result)) as image:
         assert image.size == (512, 512)
     assert "me-retouched.jpg" in done.stdout and "fidelity 0.3" in done.stdout
+    assert re.search(r"1 face: \d+x\d+ at \(\d+,\d+\)", done.stdout)
+    assert "TensorFlow" not in done.stderr  # the model runtime's notice is kept quiet
 
 
 def test_explicit_output_file(tmp_path: Path, portrait_bytes: bytes) -> None:
@@ -106,6 +109,7 @@ def test_demo_writes_result_and_before_after(tmp_path: Path) -> None:
         assert image.width == 1024 and image.height > 512
     assert sniff_format(result.read_bytes()) == "jpeg"
     assert "time:" in done.stdout
+    assert re.search(r"faces: +1 face: \d+x\d+ at \(\d+,\d+\)", done.stdout)
 
 
 def test_quota_grant_show_and_jobs(tmp_path: Path) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import io
+import logging
 import threading
 from collections.abc import AsyncIterator
 from typing import Any
@@ -14,6 +15,7 @@ from PIL import Image, ImageCms, JpegImagePlugin
 
 from core import local_backend
 from core.backend import RetouchBackend
+from core.engine import Retouched
 from core.errors import BackendError, FidelityError, NoFaceError
 from core.formats import ImageFormat, PreparedImage, sniff_format
 from core.local_backend import LocalBackend
@@ -137,12 +139,12 @@ async def test_works_off_the_event_loop(
     started, release = threading.Event(), threading.Event()
     threads: list[int] = []
 
-    def engine(rgb: np.ndarray, fidelity: float) -> np.ndarray:
+    def engine(rgb: np.ndarray, fidelity: float) -> Retouched:
         threads.append(threading.get_ident())
         started.set()
         # were this on the event loop, nothing could set `release` and this would time out
         assert release.wait(timeout=10)
-        return rgb.copy()
+        return Retouched(rgb.copy(), ())
 
     monkeypatch.setattr(local_backend, "retouch_image", engine)
     backend = LocalBackend(threads=1)
@@ -161,7 +163,7 @@ async def test_works_off_the_event_loop(
 async def test_engine_failures_are_backend_errors(
     monkeypatch: pytest.MonkeyPatch, backend: LocalBackend, portrait_bytes: bytes
 ) -> None:
-    def broken(rgb: np.ndarray, fidelity: float) -> np.ndarray:
+    def broken(rgb: np.ndarray, fidelity: float) -> Retouched:
         raise RuntimeError("boom")
 
     monkeypatch.setattr(local_backend, "retouch_image", broken)
@@ -196,3 +198,26 @@ async def test_refuses_work_once_closed(portrait_bytes: bytes) -> None:
 def test_needs_at_least_one_thread() -> None:
     with pytest.raises(ValueError, match="threads"):
         LocalBackend(threads=0)
+
+
+async def test_reports_and_logs_the_faces_it_found(
+    backend: LocalBackend, portrait_bytes: bytes, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="retouch.engine")
+    data, report = await backend.retouch_reported(prepared(portrait_bytes), 0.3)
+    assert sniff_format(data) == "jpeg"
+    assert (report.width, report.height) == (512, 512)
+    [face] = report.faces
+    assert abs(face.x - 177) < 10 and abs(face.w - 96) < 10
+    [line] = [r.getMessage() for r in caplog.records if r.name == "retouch.engine"]
+    assert "512x512, fidelity 0.3, 1 face: " in line
+    assert f"{face.w}x{face.h} at ({face.x},{face.y})" in line
+
+
+async def test_no_face_is_logged_too(
+    backend: LocalBackend, no_face_bytes: bytes, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="retouch.engine")
+    with pytest.raises(NoFaceError):
+        await backend.retouch(prepared(no_face_bytes), 0.1)
+    assert any("No face found" in r.getMessage() for r in caplog.records)
