@@ -33,11 +33,12 @@ from telegram.ext import (
 )
 
 from bots import messages as m
+from bots.telegram.addressing import address
 from bots.telegram.albums import IncomingAlbums, OutgoingAlbums
 from bots.telegram.flood import patiently
 from bots.telegram.memory import IdleTrimmer
 from bots.telegram.status import ChatActions, StatusBoard
-from core.captions import addressing, parse_caption, parse_fidelity
+from core.captions import parse_fidelity
 from core.errors import (
     DeliveryError,
     FidelityError,
@@ -169,11 +170,11 @@ class TelegramBot:
         first = messages[0]
         lang = _lang(first)
         caption_text = next((msg.caption for msg in messages if msg.caption), None)
-        addressed = addressing(caption_text, bot_username=self.username).addressed
-        if not (self._private(first) or self._all_photos(first) or addressed):
+        caption = address(caption_text, self.username)
+        if not (self._private(first) or self._all_photos(first) or caption.addressed):
             return
         try:
-            fidelity = parse_caption(caption_text, bot_username=self.username).fidelity
+            fidelity = caption.fidelity()
         except FidelityError as exc:
             await self._reply(first, m.reason(exc, lang).capitalize())
             return
