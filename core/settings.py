@@ -16,10 +16,9 @@ from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from core.errors import ConfigError
+from core.platform_ids import parse_platform_id
 
 Backend = Literal["auto", "api", "local"]
-
-_PLATFORMS = ("telegram", "discord")
 
 
 def _split_csv(value: Any) -> Any:
@@ -154,8 +153,7 @@ class Settings(BaseSettings):
     def _parse_admins(cls, value: Any) -> Any:
         items = _split_csv(value)
         for item in items:
-            platform, _, user = str(item).partition(":")
-            if platform not in _PLATFORMS or not user.lstrip("-").isdigit():
+            if parse_platform_id(str(item)) is None:
                 raise ValueError(f"{item!r} is not platform:id, e.g. telegram:123 or discord:456")
         return items
 

@@ -343,6 +343,28 @@ async def test_redo_button_works_after_a_restart(
     assert [c.json["codeformer_fidelity"] for c in upstream.calls] == [0.1, 0.5]
 
 
+async def test_a_forged_redo_value_is_refused_and_costs_nothing(
+    tmp_path: Path, fake: FakeDiscord, upstream: FakeUpstream
+) -> None:
+    async with running(fake, settings_for(tmp_path, fake, upstream)):
+        first = await fake.slash_command("retouch", {"image": fake.attachment("a.jpg", jpeg())})
+        result = await result_of(fake, first)
+        message = fake.messages[int(result.response["id"])]
+        # discord.py answers only buttons that are on the message: these stand for a message
+        # whose buttons carry values the bot does not offer (forged, or from another version).
+        button = message["components"][0]["components"][0]
+        prefix = button["custom_id"].rsplit(":", 1)[0]
+        for forged in ("0.2", "5", "nan"):
+            button["custom_id"] = f"{prefix}:{forged}"
+            pressed = await fake.press_button(button["custom_id"], message)
+            assert await ephemeral_of(fake, pressed) == (
+                "Redo takes fidelity 0.1, 0.3, 0.5, 0.7 only. Nothing was charged."
+            )
+        quota = await fake.slash_command("quota")
+        assert (await ephemeral_of(fake, quota)).startswith("Today you've used 1 of 5")
+    assert [c.json["codeformer_fidelity"] for c in upstream.calls] == [0.1]
+
+
 async def test_cancel_while_queued_refunds_and_delivers_nothing(
     tmp_path: Path, fake: FakeDiscord, upstream: FakeUpstream
 ) -> None:

@@ -245,6 +245,29 @@ async def test_redo_button_and_someone_elses_press(bot: Harness, portrait_bytes:
     await bot.text_containing(ALICE.id, "used 2 of 20")
 
 
+@pytest.mark.parametrize("forged", ["5", "inf", "nan", "0.2"])
+async def test_a_forged_redo_value_is_refused_and_costs_nothing(
+    bot: Harness, portrait_bytes: bytes, forged: str
+) -> None:
+    await bot.start()
+    bot.tg.send_photo(ALICE.id, ALICE, portrait_bytes)
+    [result] = await bot.result_for(ALICE.id)
+    await bot.settled(ALICE.id)
+    job_id = result.callback_data[0].split(":")[1]
+    texts = len(bot.texts(ALICE.id))
+
+    data = f"r:{job_id}:{forged}"
+    query = bot.tg.press_button(ALICE.id, ALICE, result.message_id, data, strict=False)
+    await bot.tg.wait_for("answerCallbackQuery")
+    assert bot.tg.callback_answers[query]["text"] == (
+        "Redo takes fidelity 0.1, 0.3, 0.5, 0.7 only. Nothing was charged."
+    )
+    assert len(bot.texts(ALICE.id)) == texts  # no status reply: no job
+    assert upstream_fidelities(bot.upstream) == [0.1]
+    bot.tg.send_text(ALICE.id, ALICE, "/quota")
+    await bot.text_containing(ALICE.id, "used 1 of 20")
+
+
 async def test_redo_works_after_a_restart(bot: Harness, portrait_bytes: bytes) -> None:
     await bot.start()
     bot.tg.send_photo(ALICE.id, ALICE, portrait_bytes)

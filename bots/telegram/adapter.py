@@ -33,12 +33,12 @@ from telegram.ext import (
 )
 
 from bots import messages as m
+from bots.chat_commands import ChatCommands, read_fidelity
 from bots.telegram.addressing import address
 from bots.telegram.albums import IncomingAlbums, OutgoingAlbums
 from bots.telegram.flood import patiently
 from bots.telegram.memory import IdleTrimmer
 from bots.telegram.status import ChatActions, StatusBoard
-from core.captions import parse_fidelity
 from core.errors import (
     DeliveryError,
     FidelityError,
@@ -46,6 +46,7 @@ from core.errors import (
     InputGoneError,
     RetouchError,
 )
+from core.fidelity import REDO_CHOICES
 from core.jobs import Job, Platform
 from core.service import JobEvent, RetouchRequest, RetouchService
 from core.settings import Settings
@@ -100,6 +101,7 @@ class TelegramBot:
         self.albums_in = IncomingAlbums(settings.telegram_album_wait_seconds, self._handle_media)
         self.albums_out = OutgoingAlbums()
         self._acting: set[str] = set()
+        self.commands = ChatCommands(service, PLATFORM, settings.retouch_default_fidelity)
         self.trimmer = IdleTrimmer(lambda: bool(service.running_count or service.queue_depth))
         official = "api.telegram.org" in settings.telegram_file_base_url
         self.download_limit = min(
@@ -176,7 +178,7 @@ class TelegramBot:
         try:
             fidelity = caption.fidelity()
         except FidelityError as exc:
-            await self._reply(first, m.reason(exc, lang).capitalize())
+            await self._reply(first, m.rejection(exc, lang))
             return
         usable = []
         for msg in messages:
@@ -274,9 +276,9 @@ class TelegramBot:
             return
         lang = _lang(message)
         try:
-            fidelity = parse_fidelity(" ".join(context.args)) if context.args else None
+            fidelity = read_fidelity(" ".join(context.args)) if context.args else None
         except FidelityError as exc:
-            await self._reply(message, m.reason(exc, lang).capitalize())
+            await self._reply(message, m.rejection(exc, lang))
             return
         target = message.reply_to_message
         if target is None or not (target.photo or target.document):
@@ -312,37 +314,16 @@ class TelegramBot:
 
     async def on_quota(self, update: Update, context: Context) -> None:
         message = update.effective_message
-        if message is None or message.from_user is None:
-            return
-        lang = _lang(message)
-        status = await self.service.quota_status(PLATFORM, str(message.from_user.id))
-        await self._reply(message, m.quota_line(status, lang))
+        if message is not None and message.from_user is not None:
+            line = await self.commands.quota(str(message.from_user.id), _lang(message))
+            await self._reply(message, line)
 
     async def on_fidelity(self, update: Update, context: Context) -> None:
         message = update.effective_message
-        if message is None or message.from_user is None:
-            return
-        lang = _lang(message)
-        user = str(message.from_user.id)
-        default = self.settings.retouch_default_fidelity
-        arg = " ".join(context.args or []).strip().lower()
-        if not arg:
-            saved = (await self.service.user_settings(PLATFORM, user)).default_fidelity
-            source = "" if saved is not None else m.text("fidelity_source_default", lang)
-            value = saved if saved is not None else default
-            await self._reply(message, m.text("fidelity_show", lang, fidelity=value, source=source))
-            return
-        if arg in ("clear", "reset", "default", "清除", "默认"):
-            await self.service.set_default_fidelity(PLATFORM, user, None)
-            await self._reply(message, m.text("fidelity_cleared", lang, fidelity=default))
-            return
-        try:
-            value = parse_fidelity(arg)
-        except FidelityError as exc:
-            await self._reply(message, m.reason(exc, lang).capitalize())
-            return
-        await self.service.set_default_fidelity(PLATFORM, user, value)
-        await self._reply(message, m.text("fidelity_saved", lang, fidelity=value))
+        if message is not None and message.from_user is not None:
+            value = " ".join(context.args or [])
+            line = await self.commands.fidelity(str(message.from_user.id), _lang(message), value)
+            await self._reply(message, line)
 
     async def on_forget(self, update: Update, context: Context) -> None:
         message = update.effective_message
@@ -360,40 +341,20 @@ class TelegramBot:
         )
         await self._reply(message, m.text("forget_confirm", lang), keyboard)
 
-    async def _from_admin(self, update: Update) -> Message | None:
-        """The command's message when an admin sent it (checked on every call), else None."""
-        message = update.effective_message
-        if message is None or message.from_user is None:
-            return None
-        if not self.service.is_admin(PLATFORM, str(message.from_user.id)):
-            await self._reply(message, m.text("admin_only", _lang(message)))
-            return None
-        return message
-
     async def on_stats(self, update: Update, context: Context) -> None:
-        message = await self._from_admin(update)
-        if message is None:
-            return
-        lang = _lang(message)
-        stats = await self.service.stats()
-        line = m.stats_line(stats, self.service.queue_depth, self.service.running_count, lang)
-        await self._reply(message, line)
+        message = update.effective_message
+        if message is not None and message.from_user is not None:
+            line = await self.commands.stats(str(message.from_user.id), _lang(message))
+            await self._reply(message, line)
 
     async def on_grant(self, update: Update, context: Context) -> None:
-        message = await self._from_admin(update)
-        if message is None:
-            return
-        lang = _lang(message)
-        args = context.args or []
-        target = _grant_target(args[0]) if len(args) == 2 else None
-        if target is None or not args[1].lstrip("-").isdigit():
-            await self._reply(message, m.text("grant_usage", lang))
-            return
-        platform, user = target
-        balance = await self.service.grant(platform, user, int(args[1]))
-        await self._reply(
-            message, m.text("grant_done", lang, user=f"{platform}:{user}", credits=balance)
-        )
+        message = update.effective_message
+        if message is not None and message.from_user is not None:
+            args = context.args or []
+            user, credits = args if len(args) == 2 else (None, None)
+            caller = str(message.from_user.id)
+            line = await self.commands.grant(caller, _lang(message), user, credits)
+            await self._reply(message, line)
 
     # --- buttons --------------------------------------------------------------------------
 
@@ -415,23 +376,20 @@ class TelegramBot:
             choice, _, owner = rest.partition(":")
             if owner != presser:
                 return m.text("not_yours", lang)
-            if choice == "y":
-                count = await self.service.forget(PLATFORM, presser)
-                await _edit(query, m.text("forget_done", lang, jobs=count))
-            else:
-                await _edit(query, m.text("forget_kept", lang))
+            await _edit(query, await self.commands.forget(presser, choice == "y", lang))
             return ""
         job_id, _, value = rest.partition(":")
-        job = await self.service.job_of(PLATFORM, job_id)
-        if job is None:
-            return m.text("job_gone", lang)
-        if job.user_id != presser:
-            return m.text("not_yours", lang)
         if kind == "c":
+            job = await self.commands.own_job(job_id, presser, lang)
+            if isinstance(job, str):
+                return job
             cancelled = await self.service.cancel(job_id, PLATFORM, presser)
             return m.text("cancel_ok" if cancelled else "too_late", lang)
         if kind == "r" and isinstance(query.message, Message):
-            return await self._redo(query.message, job, float(value), presser, lang)
+            pressed = await self.commands.redo(job_id, presser, value, lang)
+            if isinstance(pressed, str):
+                return pressed
+            return await self._redo(query.message, *pressed, presser, lang)
         return m.text("job_gone", lang)
 
     async def _redo(
@@ -676,7 +634,7 @@ def redo_keyboard(job_id: str, lang: m.Lang) -> InlineKeyboardMarkup:
                 InlineKeyboardButton(
                     m.text("redo", lang, fidelity=f), callback_data=f"r:{job_id}:{f:g}"
                 )
-                for f in m.REDO_FIDELITIES
+                for f in REDO_CHOICES
             ]
         ]
     )
@@ -703,15 +661,6 @@ def _file_name(data: bytes) -> str:
 
 def _lang(message: Message) -> m.Lang:
     return m.lang_for(message.from_user.language_code if message.from_user else None)
-
-
-def _grant_target(text: str) -> tuple[str, str] | None:
-    platform, sep, user = text.partition(":")
-    if not sep:
-        platform, user = PLATFORM, text
-    if platform not in ("telegram", "discord") or not user.isdigit():
-        return None
-    return platform, user
 
 
 async def _edit(query: CallbackQuery, line: str) -> None:
