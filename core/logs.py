@@ -16,6 +16,7 @@ from datetime import UTC, datetime
 from typing import TextIO
 
 from pydantic import SecretStr
+from pydantic_settings import BaseSettings
 
 from core.settings import Settings
 
@@ -53,15 +54,14 @@ def _keep_prefix(match: re.Match[str]) -> str:
     return f"{groups[0]}{REDACTED}" if groups else REDACTED
 
 
-def secrets_of(settings: Settings) -> list[str]:
-    """Every secret value the settings hold."""
-    values: list[SecretStr] = [
-        settings.retouch_api_key,
-        settings.telegram_bot_token,
-        settings.discord_bot_token,
-        settings.database_url,
-        *settings.serve_api_keys,
-    ]
+def secrets_of(*settings: BaseSettings) -> list[str]:
+    """Every secret value the settings hold: each `SecretStr` field, alone or in a list."""
+    values: list[SecretStr] = []
+    for group in settings:
+        for name in type(group).model_fields:
+            value = getattr(group, name)
+            items = value if isinstance(value, list | tuple) else [value]
+            values += [item for item in items if isinstance(item, SecretStr)]
     return [v.get_secret_value() for v in values if v.get_secret_value()]
 
 
@@ -119,11 +119,16 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(entry, ensure_ascii=False)
 
 
-def setup_logging(settings: Settings, *, stream: TextIO | None = None) -> RedactingFilter:
-    """Log to stderr (text or JSON lines), redacted, with the chatty HTTP loggers quietened."""
+def setup_logging(
+    settings: Settings, *more: BaseSettings, stream: TextIO | None = None
+) -> RedactingFilter:
+    """Log to stderr (text or JSON lines), redacted, with the chatty HTTP loggers quietened.
+
+    The secrets of `settings` and of `more` (a platform's settings) are redacted by value.
+    """
     handler = logging.StreamHandler(stream or sys.stderr)
     handler.setFormatter(JsonFormatter() if settings.log_format == "json" else TextFormatter())
-    redacting = RedactingFilter(Redactor(secrets_of(settings)))
+    redacting = RedactingFilter(Redactor(secrets_of(settings, *more)))
     handler.addFilter(redacting)
     root = logging.getLogger()
     for old in list(root.handlers):

@@ -1,18 +1,25 @@
-"""All configuration, read from the environment and `.env` by pydantic-settings.
+"""The core's configuration, read from the environment and `.env` by pydantic-settings.
 
 The environment names are part of the product's interface (see `.env.example`). A bad value stops
-start-up with one line naming the setting, raised as `ConfigError`.
+start-up with one line naming the setting, raised as `ConfigError`. Each chat platform declares
+its own settings beside its adapter, on the same `EnvSettings` base and with the same field types.
 """
 
 from __future__ import annotations
 
-import hashlib
 import os
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, Self
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic import (
+    AfterValidator,
+    BeforeValidator,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+)
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from core.errors import ConfigError
@@ -21,14 +28,38 @@ from core.platform_ids import parse_platform_id
 Backend = Literal["auto", "api", "local"]
 
 
-def _split_csv(value: Any) -> Any:
+def split_csv(value: Any) -> Any:
+    """`a, b,,c` -> ["a", "b", "c"]: how a list setting is written in the environment."""
     if isinstance(value, str):
         return [item.strip() for item in value.split(",") if item.strip()]
     return value
 
 
-class Settings(BaseSettings):
-    """Every setting of retouch-bot; field names are the environment names in lower case."""
+def _http_url(value: str) -> str:
+    if not value.startswith(("http://", "https://")):
+        raise ValueError("must start with http:// or https://")
+    return value
+
+
+def _listen_address(value: str) -> str:
+    value = value.strip()
+    if value:
+        _, sep, port = value.rpartition(":")
+        if not sep or not port.isdigit() or not 0 < int(port) < 65536:
+            raise ValueError("must be host:port, e.g. 127.0.0.1:8080")
+    return value
+
+
+HttpUrlText = Annotated[str, AfterValidator(_http_url)]
+"""A URL setting that must be http(s)."""
+ListenAddress = Annotated[str, AfterValidator(_listen_address)]
+"""`host:port` to listen on, or empty for none."""
+IntList = Annotated[list[int], NoDecode, BeforeValidator(split_csv)]
+"""Comma-separated integers, e.g. chat or guild ids."""
+
+
+class EnvSettings(BaseSettings):
+    """Settings from the environment and `.env`; `load` turns a bad value into one clear line."""
 
     model_config = SettingsConfigDict(
         env_file=".env",
@@ -38,9 +69,34 @@ class Settings(BaseSettings):
         validate_default=True,
     )
 
+    @classmethod
+    def load(cls, **overrides: Any) -> Self:
+        """Read the settings (`overrides` win); a bad value raises `ConfigError` naming it."""
+        unknown = sorted(set(overrides) - set(cls.model_fields))
+        if unknown:
+            raise TypeError(f"{cls.__name__} has no setting {', '.join(unknown)}")
+        try:
+            settings = cls(**overrides)
+        except ValidationError as exc:
+            raise ConfigError(_describe(exc, cls)) from None
+        settings.check()
+        return settings
+
+    @classmethod
+    def env_name(cls, field: str) -> str:
+        """The environment name of a field (`bot_token` -> `TELEGRAM_BOT_TOKEN`)."""
+        return f"{cls.model_config.get('env_prefix') or ''}{field}".upper()
+
+    def check(self) -> None:
+        """Rules that tie settings together, each raising `ConfigError` naming the setting."""
+
+
+class Settings(EnvSettings):
+    """Every setting of the core; field names are the environment names in lower case."""
+
     # --- the retouch backend ----------------------------------------------------------------
     retouch_api_key: SecretStr = SecretStr("")
-    retouch_api_base_url: str = "https://api.xty.app/v1"
+    retouch_api_base_url: HttpUrlText = "https://api.xty.app/v1"
     retouch_backend: Backend = "auto"
     retouch_default_fidelity: float = Field(0.1, ge=0.0, le=1.0)
     retouch_model: str = "retouch"
@@ -69,26 +125,6 @@ class Settings(BaseSettings):
     serve_api_queue_size: int = Field(16, ge=1)
     serve_api_allow_private_urls: bool = False
 
-    # --- chat platforms -------------------------------------------------------------------
-    telegram_bot_token: SecretStr = SecretStr("")
-    telegram_api_base_url: str = "https://api.telegram.org/bot"
-    telegram_file_base_url: str = "https://api.telegram.org/file/bot"
-    telegram_webhook_url: str = ""
-    telegram_webhook_listen: str = "0.0.0.0:8443"
-    telegram_webhook_secret: SecretStr = SecretStr("")
-    telegram_send_file_too: bool = False
-    telegram_all_photos_chats: Annotated[list[int], NoDecode] = []
-    telegram_album_wait_seconds: float = Field(1.0, ge=0, le=30)
-    telegram_status_edit_interval_seconds: float = Field(3.0, ge=0, le=60)
-    discord_bot_token: SecretStr = SecretStr("")
-    discord_api_base_url: str = ""
-    discord_gateway_url: str = ""
-    discord_guild_ids: Annotated[list[int], NoDecode] = []
-    discord_sync_commands: bool = True
-    discord_shard_count: int | Literal["auto"] | None = None
-    discord_shard_ids: Annotated[list[int], NoDecode] = []
-    discord_status_edit_interval_seconds: float = Field(2.0, ge=0, le=60)
-
     # --- storage and quotas ---------------------------------------------------------------
     data_dir: Path = Path("data")
     database_path: Path = Path("data/retouch.db")
@@ -116,72 +152,25 @@ class Settings(BaseSettings):
     jobs_stale_after_seconds: float = Field(60.0, gt=0)
 
     # --- operations -----------------------------------------------------------------------
-    ops_listen: str = ""
+    ops_listen: ListenAddress = ""
 
     # --- logging --------------------------------------------------------------------------
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     log_format: Literal["text", "json"] = "text"
 
-    @field_validator(
-        "telegram_all_photos_chats", "discord_guild_ids", "discord_shard_ids", mode="before"
-    )
-    @classmethod
-    def _parse_chats(cls, value: Any) -> Any:
-        return _split_csv(value)
-
-    @field_validator("discord_shard_count", mode="before")
-    @classmethod
-    def _parse_shard_count(cls, value: Any) -> Any:
-        """Empty: no sharding; `auto`: as many shards as Discord recommends; else a count >= 1."""
-        if isinstance(value, str):
-            value = value.strip().lower()
-            if not value:
-                return None
-            if value != "auto" and not value.isdigit():
-                raise ValueError("must be empty, auto, or a number of shards")
-        if value not in (None, "auto") and int(value) < 1:
-            raise ValueError("must be empty, auto, or a number of shards")
-        return value
-
     @field_validator("serve_api_keys", mode="before")
     @classmethod
     def _parse_keys(cls, value: Any) -> Any:
-        return _split_csv(value)
+        return split_csv(value)
 
     @field_validator("admin_ids", "access_allowed_users", "access_allowed_chats", mode="before")
     @classmethod
     def _parse_admins(cls, value: Any) -> Any:
-        items = _split_csv(value)
+        items = split_csv(value)
         for item in items:
             if parse_platform_id(str(item)) is None:
                 raise ValueError(f"{item!r} is not platform:id, e.g. telegram:123 or discord:456")
         return items
-
-    @field_validator("retouch_api_base_url", "telegram_api_base_url", "telegram_file_base_url")
-    @classmethod
-    def _http_url(cls, value: str) -> str:
-        if not value.startswith(("http://", "https://")):
-            raise ValueError("must start with http:// or https://")
-        return value
-
-    @field_validator("telegram_webhook_listen", "ops_listen")
-    @classmethod
-    def _listen_address(cls, value: str) -> str:
-        value = value.strip()
-        if value:
-            _, sep, port = value.rpartition(":")
-            if not sep or not port.isdigit() or not 0 < int(port) < 65536:
-                raise ValueError("must be host:port, e.g. 127.0.0.1:8080")
-        return value
-
-    @field_validator("telegram_webhook_url")
-    @classmethod
-    def _webhook_url(cls, value: str) -> str:
-        value = value.strip()
-        # Telegram's cloud calls only https:// webhooks; a self-hosted Bot API server may use http.
-        if value and not value.startswith(("https://", "http://")):
-            raise ValueError("must be an https:// URL")
-        return value
 
     @field_validator("quota_timezone")
     @classmethod
@@ -221,20 +210,6 @@ class Settings(BaseSettings):
         return self.retouch_backend
 
     @property
-    def webhook_secret(self) -> str:
-        """The webhook's secret token: the setting, else one derived from the bot token.
-
-        Derived, every replica of a bot computes the same secret without sharing another value.
-        """
-        explicit = self.telegram_webhook_secret.get_secret_value()
-        if explicit:
-            return explicit
-        digest = hashlib.sha256(
-            b"retouch-bot webhook:" + self.telegram_bot_token.get_secret_value().encode()
-        )
-        return digest.hexdigest()[:48]
-
-    @property
     def results_dir(self) -> Path:
         """Where finished results wait until they are delivered."""
         return self.data_dir / "results"
@@ -248,30 +223,27 @@ class Settings(BaseSettings):
         return self.serve_api_workers or max(1, os.cpu_count() or 1)
 
 
+    def check(self) -> None:
+        if self.retouch_backend == "api" and not self.retouch_api_key.get_secret_value():
+            raise ConfigError("RETOUCH_API_KEY: must be set when RETOUCH_BACKEND=api")
+        if self.jobs_stale_after_seconds <= 2 * self.jobs_heartbeat_seconds:
+            raise ConfigError(
+                "JOBS_STALE_AFTER_SECONDS: must be more than twice JOBS_HEARTBEAT_SECONDS "
+                f"(got {self.jobs_stale_after_seconds:g} and {self.jobs_heartbeat_seconds:g})"
+            )
+
+
 def load_settings(**overrides: Any) -> Settings:
-    """Read the settings; a bad value raises `ConfigError` with one line naming the setting."""
-    try:
-        settings = Settings(**overrides)
-    except ValidationError as exc:
-        raise ConfigError(_describe(exc)) from None
-    if settings.retouch_backend == "api" and not settings.retouch_api_key.get_secret_value():
-        raise ConfigError("RETOUCH_API_KEY: must be set when RETOUCH_BACKEND=api")
-    if settings.jobs_stale_after_seconds <= 2 * settings.jobs_heartbeat_seconds:
-        raise ConfigError(
-            "JOBS_STALE_AFTER_SECONDS: must be more than twice JOBS_HEARTBEAT_SECONDS "
-            f"(got {settings.jobs_stale_after_seconds:g} and {settings.jobs_heartbeat_seconds:g})"
-        )
-    return settings
+    """Read the core's settings; a bad value raises `ConfigError` with one line naming it."""
+    return Settings.load(**overrides)
 
 
-def _describe(exc: ValidationError) -> str:
+def _describe(exc: ValidationError, settings: type[EnvSettings]) -> str:
     error = exc.errors()[0]
-    field = str(error["loc"][0]) if error["loc"] else "settings"
+    field = str(error["loc"][0]) if error["loc"] else ""
+    info = settings.model_fields.get(field)
+    secret = info is not None and "SecretStr" in repr(info.annotation)
+    shown = "" if secret else f" (got {error.get('input')!r})"
+    name = settings.env_name(field) if field else "settings"
     message = str(error["msg"]).removeprefix("Value error, ")
-    shown = "" if field in _SECRET_FIELDS else f" (got {error.get('input')!r})"
-    return f"{field.upper()}: {message}{shown}"
-
-
-_SECRET_FIELDS = {
-    name for name, info in Settings.model_fields.items() if "SecretStr" in repr(info.annotation)
-}
+    return f"{name}: {message}{shown}"

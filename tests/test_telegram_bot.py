@@ -17,6 +17,7 @@ from typing import Any
 import pytest
 
 from bots.telegram.run import run_telegram
+from bots.telegram.settings import TelegramSettings
 from core.settings import Settings, load_settings
 from tests.fake_telegram import ChatMessage, FakeTelegram, User
 from tests.upstream_fakes import Echo, FakeUpstream, Gate
@@ -37,21 +38,17 @@ class Harness:
     upstream: FakeUpstream
     tmp_path: Path
     overrides: dict[str, Any] = field(default_factory=dict)
+    telegram_overrides: dict[str, Any] = field(default_factory=dict)
     task: asyncio.Task[None] | None = None
     stop: asyncio.Event | None = None
 
     def settings(self) -> Settings:
         values: dict[str, Any] = {
-            "telegram_bot_token": self.tg.token,
-            "telegram_api_base_url": self.tg.base_url,
-            "telegram_file_base_url": self.tg.base_file_url,
             "retouch_api_key": UPSTREAM_KEY,
             "retouch_api_base_url": self.upstream.base_url,
             "retouch_max_retries": 0,
             "data_dir": self.tmp_path / "data",
             "database_path": self.tmp_path / "data" / "retouch.db",
-            "telegram_album_wait_seconds": 0.05,
-            "telegram_status_edit_interval_seconds": 0,
             "quota_burst_per_minute": 0,
             "jobs_shutdown_grace_seconds": 0,
             "admin_ids": "telegram:9999",
@@ -59,11 +56,23 @@ class Harness:
         values.update(self.overrides)
         return load_settings(**values)
 
-    async def start(self, **overrides: Any) -> None:
+    def telegram(self) -> TelegramSettings:
+        return TelegramSettings.load(
+            bot_token=self.tg.token,
+            api_base_url=self.tg.base_url,
+            file_base_url=self.tg.base_file_url,
+            album_wait_seconds=0.05,
+            status_edit_interval_seconds=0,
+            **self.telegram_overrides,
+        )
+
+    async def start(self, telegram: dict[str, Any] | None = None, **overrides: Any) -> None:
+        """Run the bot; `overrides` are core settings, `telegram` the `TELEGRAM_*` ones."""
         self.overrides.update(overrides)
+        self.telegram_overrides.update(telegram or {})
         polls = len(self.tg.calls_to("getUpdates"))
         self.stop = asyncio.Event()
-        self.task = asyncio.create_task(run_telegram(self.settings(), self.stop))
+        self.task = asyncio.create_task(run_telegram(self.settings(), self.telegram(), self.stop))
         await self.tg.wait_until(
             lambda: len(self.tg.calls_to("getUpdates")) > polls or self._died()
         )
@@ -209,9 +218,16 @@ async def test_groups_answer_only_when_addressed(bot: Harness, portrait_bytes: b
 
 
 async def test_answer_every_photo_in_a_chosen_group(bot: Harness, portrait_bytes: bytes) -> None:
-    await bot.start(telegram_all_photos_chats=str(GROUP))
-    bot.tg.send_photo(GROUP, ALICE, portrait_bytes)
-    await bot.result_for(GROUP)
+    other_group = GROUP - 1
+    await bot.start(telegram={"all_photos_chats": str(GROUP)})
+    bot.tg.send_photo(other_group, ALICE, portrait_bytes)  # not chosen: left alone
+    await bot.tg.wait_consumed()
+    sent = bot.tg.send_photo(GROUP, BOB, portrait_bytes)
+    [result] = await bot.result_for(GROUP)
+    assert result.reply_to_message_id == sent["message_id"]
+    assert result.kind == "photo" and result.data == portrait_bytes
+    assert upstream_fidelities(bot.upstream) == [0.1]
+    assert bot.tg.sent_to(other_group) == []
 
 
 async def test_album_comes_back_as_one_album(bot: Harness, portrait_bytes: bytes) -> None:

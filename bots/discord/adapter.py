@@ -21,6 +21,7 @@ from bots.chat_commands import ChatCommands, read_fidelity
 from bots.discord.batches import Batches
 from bots.discord.delivery import Replier, Upload, fit
 from bots.discord.render import result_embed
+from bots.discord.settings import DiscordSettings
 from bots.discord.status import StatusBoard
 from bots.discord.targets import Target, attachment_ref, image_refs, lang_of, looks_like_image
 from bots.discord.views import bind_buttons, forget_view, redo_view
@@ -57,6 +58,7 @@ class DiscordBot:
     def __init__(
         self,
         settings: Settings,
+        discord_settings: DiscordSettings,
         service: RetouchService,
         client: discord.Client,
         http: httpx.AsyncClient,
@@ -68,7 +70,8 @@ class DiscordBot:
         self.client = client
         self.http = http
         self.replier = Replier(client, clock)
-        self.status = StatusBoard(self.replier, settings.discord_status_edit_interval_seconds)
+        interval = discord_settings.status_edit_interval_seconds
+        self.status = StatusBoard(self.replier, interval)
         self.batches = Batches(self._busy_siblings)
         self.commands = ChatCommands(service, PLATFORM, settings.retouch_default_fidelity)
         bind_buttons(client, self)
