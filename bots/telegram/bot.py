@@ -18,6 +18,7 @@ from bots.telegram.buttons import ButtonHandlers
 from bots.telegram.commands import CommandHandlers, publish_menu
 from bots.telegram.delivery import Delivery
 from bots.telegram.media import MediaHandlers
+from bots.telegram.parts import BotParts
 from bots.telegram.replies import reply
 from bots.telegram.settings import TelegramSettings
 from bots.telegram.status import StatusBoard
@@ -44,11 +45,13 @@ class TelegramBot:
     ) -> None:
         self.bot = app.bot
         self.status = StatusBoard(app.bot, telegram.status_edit_interval_seconds)
-        self.delivery = Delivery(settings, telegram, service, app.bot, self.status)
-        self.media = self.media_handlers(settings, telegram, service, app.bot, self.status)
+        limit = telegram.download_limit(settings.image_max_input_bytes)
+        parts = BotParts(service, app.bot, self.status, limit)
+        self.delivery = Delivery(parts, send_file_too=telegram.send_file_too)
+        self.media = self.media_handlers(parts, telegram)
         commands = ChatCommands(service, PLATFORM, settings.retouch_default_fidelity)
         self.commands = CommandHandlers(commands)
-        self.buttons = ButtonHandlers(commands, service, self.status)
+        self.buttons = ButtonHandlers(parts, commands)
         for handler in (
             *self.commands.handlers(),
             *self.media.handlers(),

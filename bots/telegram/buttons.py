@@ -16,12 +16,11 @@ from bots import messages as m
 from bots.chat_commands import ChatCommands
 from bots.telegram.flood import patiently
 from bots.telegram.keyboards import CANCEL, FORGET, REDO
+from bots.telegram.parts import BotParts
 from bots.telegram.replies import edit
-from bots.telegram.status import StatusBoard
 from bots.telegram.target import PLATFORM, Target
 from core.errors import RetouchError
 from core.jobs import Job
-from core.service import RetouchService
 
 Context = ContextTypes.DEFAULT_TYPE
 
@@ -29,12 +28,10 @@ Context = ContextTypes.DEFAULT_TYPE
 class ButtonHandlers:
     """The one callback-query handler, dispatching on the callback data's kind."""
 
-    def __init__(
-        self, commands: ChatCommands, service: RetouchService, status: StatusBoard
-    ) -> None:
+    def __init__(self, parts: BotParts, commands: ChatCommands) -> None:
         self.commands = commands
-        self.service = service
-        self.status = status
+        self.service = parts.service
+        self.status = parts.status
 
     def handlers(self) -> list[BaseHandler[Update, Context, None]]:
         return [CallbackQueryHandler(self.on_button)]

@@ -11,7 +11,7 @@ import logging
 from typing import Any
 
 from PIL import Image
-from telegram import Bot, InputMediaPhoto
+from telegram import InputMediaPhoto
 from telegram.error import BadRequest, Forbidden, TelegramError
 
 from bots import messages as m
@@ -19,14 +19,13 @@ from bots.telegram.albums import OutgoingAlbums, Send
 from bots.telegram.flood import patiently
 from bots.telegram.keyboards import cancel_keyboard, redo_keyboard
 from bots.telegram.memory import IdleTrimmer
-from bots.telegram.settings import TelegramSettings
-from bots.telegram.status import ChatActions, StatusBoard
+from bots.telegram.parts import BotParts
+from bots.telegram.status import ChatActions
 from bots.telegram.target import PLATFORM, Target
 from core.errors import DeliveryError, ImageTooLargeError, InputGoneError, RetouchError
 from core.formats import EXTENSIONS, sniff_format
 from core.jobs import Job
-from core.service import JobEvent, RetouchService
-from core.settings import Settings
+from core.service import JobEvent
 
 log = logging.getLogger("retouch.telegram")
 
@@ -38,20 +37,13 @@ PHOTO_MAX_RATIO = 20
 class Delivery:
     """`PlatformHooks` for Telegram, with the chat actions and the idle memory trim."""
 
-    def __init__(
-        self,
-        settings: Settings,
-        telegram: TelegramSettings,
-        service: RetouchService,
-        bot: Bot,
-        status: StatusBoard,
-    ) -> None:
-        self.service = service
-        self.bot = bot
-        self.status = status
-        self.send_file_too = telegram.send_file_too
-        self.download_limit = telegram.download_limit(settings.image_max_input_bytes)
-        self.actions = ChatActions(bot)
+    def __init__(self, parts: BotParts, *, send_file_too: bool) -> None:
+        self.service = service = parts.service
+        self.bot = parts.bot
+        self.status = parts.status
+        self.download_limit = parts.download_limit
+        self.send_file_too = send_file_too
+        self.actions = ChatActions(parts.bot)
         self.albums = OutgoingAlbums()
         self.trimmer = IdleTrimmer(lambda: bool(service.running_count or service.queue_depth))
         self._acting: set[str] = set()

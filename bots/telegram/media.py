@@ -7,7 +7,7 @@ each photo by its file id when its job runs.
 
 from __future__ import annotations
 
-from telegram import Bot, Message, Update
+from telegram import Message, Update
 from telegram.constants import ChatType
 from telegram.ext import BaseHandler, CommandHandler, ContextTypes, MessageHandler, filters
 
@@ -15,13 +15,11 @@ from bots import messages as m
 from bots.chat_commands import read_fidelity
 from bots.telegram.addressing import address
 from bots.telegram.albums import IncomingAlbums
+from bots.telegram.parts import BotParts
 from bots.telegram.replies import reply
 from bots.telegram.settings import TelegramSettings
-from bots.telegram.status import StatusBoard
 from bots.telegram.target import AlbumSlot, Target, input_ref, lang_of
 from core.errors import FidelityError, RetouchError
-from core.service import RetouchService
-from core.settings import Settings
 
 Context = ContextTypes.DEFAULT_TYPE
 
@@ -42,19 +40,12 @@ OTHER = filters.ChatType.PRIVATE & (
 class MediaHandlers:
     """The handlers that turn photos into jobs."""
 
-    def __init__(
-        self,
-        settings: Settings,
-        telegram: TelegramSettings,
-        service: RetouchService,
-        bot: Bot,
-        status: StatusBoard,
-    ) -> None:
-        self.service = service
-        self.bot = bot
-        self.status = status
+    def __init__(self, parts: BotParts, telegram: TelegramSettings) -> None:
+        self.service = parts.service
+        self.bot = parts.bot
+        self.status = parts.status
+        self.download_limit = parts.download_limit
         self.all_photos_chats = frozenset(telegram.all_photos_chats)
-        self.download_limit = telegram.download_limit(settings.image_max_input_bytes)
         self.albums = IncomingAlbums(telegram.album_wait_seconds, self.handle)
 
     def handlers(self) -> list[BaseHandler[Update, Context, None]]:

@@ -41,10 +41,6 @@ class Target:
     album: AlbumSlot | None = None
 
     @classmethod
-    def of(cls, job: Job) -> Target:
-        return cls.from_json(job.reply_target)
-
-    @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> Target:
         album = data.get("album")
         return cls(
@@ -57,6 +53,10 @@ class Target:
             if album
             else None,
         )
+
+    @classmethod
+    def of(cls, job: Job) -> Target:
+        return cls.from_json(job.reply_target)
 
     @classmethod
     def replying_to(
