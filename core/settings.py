@@ -222,7 +222,6 @@ class Settings(EnvSettings):
     def serve_api_worker_count(self) -> int:
         return self.serve_api_workers or max(1, os.cpu_count() or 1)
 
-
     def check(self) -> None:
         if self.retouch_backend == "api" and not self.retouch_api_key.get_secret_value():
             raise ConfigError("RETOUCH_API_KEY: must be set when RETOUCH_BACKEND=api")
