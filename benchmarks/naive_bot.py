@@ -19,8 +19,10 @@ import contextvars
 from typing import Any
 
 from bots.runtime import serve
-from bots.telegram import runner
-from bots.telegram.adapter import TelegramBot
+from bots.telegram.bot import TelegramBot
+from bots.telegram.media import MediaHandlers
+from bots.telegram.run import TelegramRunner
+from bots.telegram.settings import TelegramSettings
 from core.logs import setup_logging
 from core.service import JobEvent
 from core.settings import load_settings
@@ -28,21 +30,20 @@ from core.settings import load_settings
 _submitted: contextvars.ContextVar[list[str] | None] = contextvars.ContextVar(
     "naive_submitted", default=None
 )
+_ended: dict[str, asyncio.Future[None]] = {}
+"""Each job's end, by job id (one bot per process)."""
 
 
-class NaiveBot(TelegramBot):
+def _end_of(job_id: str) -> asyncio.Future[None]:
+    return _ended.setdefault(job_id, asyncio.get_running_loop().create_future())
+
+
+class NaiveMedia(MediaHandlers):
     """The photo handler returns only when its job is over: the work is done in the handler.
 
     The service announces each new job ("queued") from inside `submit`, that is, inside the
     handler's own task; that is how the handler learns the ids of the jobs it has to wait for.
     """
-
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self._ended: dict[str, asyncio.Future[None]] = {}
-
-    def _future(self, job_id: str) -> asyncio.Future[None]:
-        return self._ended.setdefault(job_id, asyncio.get_running_loop().create_future())
 
     async def on_media(self, update: Any, context: Any) -> None:
         submitted: list[str] = []
@@ -52,8 +53,14 @@ class NaiveBot(TelegramBot):
         finally:
             _submitted.reset(token)
         for job_id in submitted:
-            await self._future(job_id)
-            self._ended.pop(job_id, None)
+            await _end_of(job_id)
+            _ended.pop(job_id, None)
+
+
+class NaiveBot(TelegramBot):
+    """Our bot with the naive photo handler; its events tell the handler when a job is over."""
+
+    media_handlers = NaiveMedia
 
     async def on_event(self, event: JobEvent) -> None:
         submitted = _submitted.get()
@@ -63,18 +70,17 @@ class NaiveBot(TelegramBot):
             await super().on_event(event)
         finally:
             if event.kind in ("done", "failed", "cancelled"):
-                future = self._future(event.job.id)
+                future = _end_of(event.job.id)
                 if not future.done():
                     future.set_result(None)
 
 
 async def run_naive() -> None:
     """`retouch-bot telegram` (the same runtime and runner) with the two changes above."""
-    settings = load_settings()
-    setup_logging(settings)
-    # The runner makes the naive bot instead of ours; nothing else changes.
-    setattr(runner, "TelegramBot", NaiveBot)  # noqa: B010
-    await serve(settings, [runner.TelegramRunner(settings, concurrent_updates=False)])
+    settings, telegram = load_settings(), TelegramSettings.load()
+    setup_logging(settings, telegram)
+    runner = TelegramRunner(settings, telegram, concurrent_updates=False, bot_class=NaiveBot)
+    await serve(settings, [runner])
 
 
 if __name__ == "__main__":

@@ -6,7 +6,7 @@ import sys
 import time
 from datetime import UTC, datetime
 
-from core.jobs import PLATFORMS
+from core.platform_ids import parse_platform_id
 from core.quota import QuotaPolicy
 from core.settings import Settings
 from core.store import open_store
@@ -18,10 +18,10 @@ class UserArgError(ValueError):
 
 def parse_user(text: str) -> tuple[str, str]:
     """`telegram:123` -> ("telegram", "123")."""
-    platform, _, user_id = text.partition(":")
-    if platform not in PLATFORMS or not user_id:
+    parsed = parse_platform_id(text)
+    if parsed is None:
         raise UserArgError(f"{text!r} is not a user; write it as telegram:123 or discord:456")
-    return platform, user_id
+    return parsed
 
 
 def _when(ts: float) -> str:

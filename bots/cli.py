@@ -7,10 +7,18 @@ import asyncio
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 from core.errors import ConfigError
-from core.settings import Settings, load_settings, read_settings
+from core.settings import Settings, load_settings
+
+if TYPE_CHECKING:
+    from bots.discord.settings import DiscordSettings
+    from bots.runtime import BotRunner
+    from bots.telegram.settings import TelegramSettings
+
+BOT_COMMANDS = ("run", "telegram", "discord", "doctor")
+"""The commands that read the chat platforms' settings too."""
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -141,6 +149,8 @@ async def _dispatch(args: argparse.Namespace, settings: Settings) -> int:
 
     if args.command == "serve-api":
         return await _serve_api(args, settings)
+    if args.command in BOT_COMMANDS:
+        return await _dispatch_bots(args.command, settings)
     setup_logging(settings)
     if args.command == "retouch":
         from bots.batch import run_batch
@@ -150,32 +160,6 @@ async def _dispatch(args: argparse.Namespace, settings: Settings) -> int:
         from bots.demo import run_demo
 
         return await run_demo(settings, args.input, args.out_dir, args.fidelity)
-    if args.command == "run":
-        from bots.runtime import serve
-
-        runners = _configured_runners(settings)
-        if not runners:
-            print(
-                "retouch-bot: no bot configured: set TELEGRAM_BOT_TOKEN and/or DISCORD_BOT_TOKEN",
-                file=sys.stderr,
-            )
-            return 2
-        await serve(settings, runners)
-        return 0
-    if args.command == "telegram":
-        from bots.telegram.run import run_telegram
-
-        await run_telegram(settings)
-        return 0
-    if args.command == "discord":
-        from bots.discord.run import run_discord
-
-        await run_discord(settings)
-        return 0
-    if args.command == "doctor":
-        from bots.doctor import run_doctor
-
-        return await run_doctor(settings)
     if args.command == "quota":
         from bots.admin import quota_grant, quota_show
 
@@ -201,7 +185,7 @@ async def _serve_api(args: argparse.Namespace, settings: Settings) -> int:
     from bots.serve_api import ServeApiSettings, run_server
     from core.logs import setup_logging
 
-    serve = read_settings(ServeApiSettings)
+    serve = ServeApiSettings.load()
     setup_logging(settings, serve)
 
     def ready(url: str) -> None:
@@ -211,17 +195,55 @@ async def _serve_api(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
-def _configured_runners(settings: Settings) -> list[Any]:
-    """A runner for each bot whose token is set."""
-    runners: list[Any] = []
-    if settings.telegram_bot_token.get_secret_value():
-        from bots.telegram.runner import TelegramRunner
+async def _dispatch_bots(command: str, settings: Settings) -> int:
+    """The commands that run or check the bots: the platforms' settings are read (and their
+    secrets redacted in the logs) besides the core's."""
+    from bots.discord.settings import DiscordSettings
+    from bots.telegram.settings import TelegramSettings
+    from core.logs import setup_logging
 
-        runners.append(TelegramRunner(settings))
-    if settings.discord_bot_token.get_secret_value():
+    telegram, discord = TelegramSettings.load(), DiscordSettings.load()
+    setup_logging(settings, telegram, discord)
+    if command == "doctor":
+        from bots.doctor import run_doctor
+
+        return await run_doctor(settings, telegram, discord)
+    if command == "telegram":
+        from bots.telegram.run import run_telegram
+
+        await run_telegram(settings, telegram)
+        return 0
+    if command == "discord":
+        from bots.discord.run import run_discord
+
+        await run_discord(settings, discord)
+        return 0
+    from bots.runtime import serve
+
+    runners = _configured_runners(settings, telegram, discord)
+    if not runners:
+        print(
+            "retouch-bot: no bot configured: set TELEGRAM_BOT_TOKEN and/or DISCORD_BOT_TOKEN",
+            file=sys.stderr,
+        )
+        return 2
+    await serve(settings, runners)
+    return 0
+
+
+def _configured_runners(
+    settings: Settings, telegram: TelegramSettings, discord: DiscordSettings
+) -> list[BotRunner]:
+    """A runner for each bot whose token is set."""
+    runners: list[BotRunner] = []
+    if telegram.bot_token.get_secret_value():
+        from bots.telegram.run import TelegramRunner
+
+        runners.append(TelegramRunner(settings, telegram))
+    if discord.bot_token.get_secret_value():
         from bots.discord.run import DiscordRunner
 
-        runners.append(DiscordRunner(settings))
+        runners.append(DiscordRunner(settings, discord))
     return runners
 
 

@@ -13,6 +13,8 @@ from typing import Literal
 
 import httpx
 
+from bots.discord.settings import DiscordSettings
+from bots.telegram.settings import TelegramSettings
 from core.errors import ConfigError, RetouchError
 from core.http import create_http_client, url_origin
 from core.settings import Settings, load_settings
@@ -34,11 +36,20 @@ class Check:
 
 
 async def run_doctor(
-    settings: Settings | None = None, *, out: Callable[[str], None] = print
+    settings: Settings | None = None,
+    telegram: TelegramSettings | None = None,
+    discord: DiscordSettings | None = None,
+    *,
+    out: Callable[[str], None] = print,
 ) -> int:
-    """Run every check, print one line each; 0 when nothing failed, else 1 (2: bad settings)."""
+    """Run every check, print one line each; 0 when nothing failed, else 1 (2: bad settings).
+
+    Settings not given are read from the environment and `.env`.
+    """
     try:
         settings = settings or load_settings()
+        telegram = telegram or TelegramSettings.load()
+        discord = discord or DiscordSettings.load()
     except ConfigError as exc:
         out(
             Check("configuration", "FAIL", str(exc), "correct it in .env or the environment").line()
@@ -46,10 +57,7 @@ async def run_doctor(
         return 2
     bots = [
         name
-        for name, token in (
-            ("telegram", settings.telegram_bot_token),
-            ("discord", settings.discord_bot_token),
-        )
+        for name, token in (("telegram", telegram.bot_token), ("discord", discord.bot_token))
         if token.get_secret_value()
     ]
     out(
@@ -64,8 +72,8 @@ async def run_doctor(
         probes: list[Callable[[], Awaitable[Check]]] = [
             lambda: check_store(settings),
             lambda: check_backend(settings, client),
-            lambda: check_telegram(settings, client),
-            lambda: check_discord(settings, client),
+            lambda: check_telegram(telegram, client),
+            lambda: check_discord(discord, client),
         ]
         for probe in probes:
             check = await probe()
@@ -173,15 +181,13 @@ def _check_engine() -> Check:
     return Check("upstream", "ok", "the local engine loads (no API key: RETOUCH_BACKEND=local)")
 
 
-async def check_telegram(settings: Settings, client: httpx.AsyncClient) -> Check:
-    token = settings.telegram_bot_token.get_secret_value()
+async def check_telegram(telegram: TelegramSettings, client: httpx.AsyncClient) -> Check:
+    token = telegram.bot_token.get_secret_value()
     if not token:
         return Check("telegram", "skip", "TELEGRAM_BOT_TOKEN is not set")
-    origin = url_origin(settings.telegram_api_base_url)
+    origin = url_origin(telegram.api_base_url)
     try:
-        response = await client.get(
-            f"{settings.telegram_api_base_url}{token}/getMe", timeout=PROBE_TIMEOUT
-        )
+        response = await client.get(f"{telegram.api_base_url}{token}/getMe", timeout=PROBE_TIMEOUT)
     except httpx.HTTPError as exc:
         return Check(
             "telegram",
@@ -208,13 +214,13 @@ async def check_telegram(settings: Settings, client: httpx.AsyncClient) -> Check
     return Check("telegram", "ok", f"token accepted: @{me.get('username')}")
 
 
-async def check_discord(settings: Settings, client: httpx.AsyncClient) -> Check:
-    token = settings.discord_bot_token.get_secret_value()
+async def check_discord(discord: DiscordSettings, client: httpx.AsyncClient) -> Check:
+    token = discord.bot_token.get_secret_value()
     if not token:
         return Check("discord", "skip", "DISCORD_BOT_TOKEN is not set")
-    import discord.http
+    from discord.http import Route
 
-    base = settings.discord_api_base_url.rstrip("/") or discord.http.Route.BASE
+    base = discord.api_base_url.rstrip("/") or Route.BASE
     try:
         response = await client.get(
             f"{base}/users/@me", headers={"Authorization": f"Bot {token}"}, timeout=PROBE_TIMEOUT

@@ -11,8 +11,6 @@ from core.store import Stats
 
 Lang = Literal["en", "zh"]
 
-REDO_FIDELITIES = (0.1, 0.3, 0.5, 0.7)
-
 _EN: dict[str, str] = {
     "start": (
         "Hi! Send me a portrait photo and I'll retouch it.\n"
@@ -76,6 +74,7 @@ _EN: dict[str, str] = {
     "too_late": "Too late to cancel: it's already done or being delivered.",
     "cancel_ok": "Cancelled.",
     "redo_ok": "Retouching again with fidelity {fidelity:g}…",
+    "redo_not_offered": "Redo takes fidelity {choices} only. Nothing was charged.",
     "no_attach_permission": (
         "I can't post images in this channel (I need the Attach Files permission). "
         "Ask a moderator to grant it, or use me in a direct message."
@@ -180,6 +179,7 @@ _ZH: dict[str, str] = {
     "too_late": "无法取消:已经完成或正在发送。",
     "cancel_ok": "已取消。",
     "redo_ok": "正在以保真度 {fidelity:g} 重新美颜…",
+    "redo_not_offered": "重做只能选择保真度 {choices}。未扣除次数。",
     "no_attach_permission": (
         "我无法在这个频道发送图片(需要“附加文件”权限)。请让管理员授权,或私信我使用。"
     ),

@@ -68,16 +68,15 @@ def redact_url(url: str) -> str:
     return urlunsplit(parts._replace(netloc=f"{user}:***@{host}"))
 
 
-def secrets_of(*groups: BaseSettings) -> list[str]:
+def secrets_of(*settings: BaseSettings) -> list[str]:
     """Every secret value the settings hold: each `SecretStr` field, alone or in a list."""
-    found: list[str] = []
-    for group in groups:
+    values: list[SecretStr] = []
+    for group in settings:
         for name in type(group).model_fields:
             value = getattr(group, name)
-            for item in value if isinstance(value, list | tuple) else [value]:
-                if isinstance(item, SecretStr) and item.get_secret_value():
-                    found.append(item.get_secret_value())
-    return found
+            items = value if isinstance(value, list | tuple) else [value]
+            values += [item for item in items if isinstance(item, SecretStr)]
+    return [v.get_secret_value() for v in values if v.get_secret_value()]
 
 
 class RedactingFilter(logging.Filter):

@@ -1,55 +1,102 @@
 """The core's configuration, read from the environment and `.env` by pydantic-settings.
 
 The environment names are part of the product's interface (see `.env.example`). A bad value stops
-start-up with one line naming the setting, raised as `ConfigError`. Settings groups declared
-elsewhere (serve-api's) read the same way: `ENV_CONFIG`, then `read_settings`.
+start-up with one line naming the setting, raised as `ConfigError`. Each chat platform declares
+its own settings beside its adapter, on the same `EnvSettings` base and with the same field types.
 """
 
 from __future__ import annotations
 
-import hashlib
 import os
 from pathlib import Path
-from typing import Annotated, Any, Literal, TypeVar
+from typing import Annotated, Any, Literal, Self
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic import (
+    AfterValidator,
+    BeforeValidator,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+)
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from core.errors import ConfigError
+from core.platform_ids import parse_platform_id
 
 Backend = Literal["auto", "api", "local"]
 
-_PLATFORMS = ("telegram", "discord")
-
-
-ENV_CONFIG = SettingsConfigDict(
-    env_file=".env",
-    env_file_encoding="utf-8",
-    extra="ignore",
-    case_sensitive=False,
-    validate_default=True,
-)
-"""How every settings class reads its values: the environment and `.env`, names in any case."""
-
-SettingsT = TypeVar("SettingsT", bound=BaseSettings)
-
 
 def split_csv(value: Any) -> Any:
-    """A comma-separated setting as a list of its non-empty items."""
+    """`a, b,,c` -> ["a", "b", "c"]: how a list setting is written in the environment."""
     if isinstance(value, str):
         return [item.strip() for item in value.split(",") if item.strip()]
     return value
 
 
-class Settings(BaseSettings):
-    """The core's settings; field names are the environment names in lower case."""
+def _http_url(value: str) -> str:
+    if not value.startswith(("http://", "https://")):
+        raise ValueError("must start with http:// or https://")
+    return value
 
-    model_config = ENV_CONFIG
+
+def _listen_address(value: str) -> str:
+    value = value.strip()
+    if value:
+        _, sep, port = value.rpartition(":")
+        if not sep or not port.isdigit() or not 0 < int(port) < 65536:
+            raise ValueError("must be host:port, e.g. 127.0.0.1:8080")
+    return value
+
+
+HttpUrlText = Annotated[str, AfterValidator(_http_url)]
+"""A URL setting that must be http(s)."""
+ListenAddress = Annotated[str, AfterValidator(_listen_address)]
+"""`host:port` to listen on, or empty for none."""
+IntList = Annotated[list[int], NoDecode, BeforeValidator(split_csv)]
+"""Comma-separated integers, e.g. chat or guild ids."""
+
+
+class EnvSettings(BaseSettings):
+    """Settings from the environment and `.env`; `load` turns a bad value into one clear line."""
+
+    model_config = SettingsConfigDict(
+        env_file=".env",
+        env_file_encoding="utf-8",
+        extra="ignore",
+        case_sensitive=False,
+        validate_default=True,
+    )
+
+    @classmethod
+    def load(cls, **overrides: Any) -> Self:
+        """Read the settings (`overrides` win); a bad value raises `ConfigError` naming it."""
+        unknown = sorted(set(overrides) - set(cls.model_fields))
+        if unknown:
+            raise TypeError(f"{cls.__name__} has no setting {', '.join(unknown)}")
+        try:
+            settings = cls(**overrides)
+        except ValidationError as exc:
+            raise ConfigError(_describe(exc, cls)) from None
+        settings.check()
+        return settings
+
+    @classmethod
+    def env_name(cls, field: str) -> str:
+        """The environment name of a field (`bot_token` -> `TELEGRAM_BOT_TOKEN`)."""
+        return f"{cls.model_config.get('env_prefix') or ''}{field}".upper()
+
+    def check(self) -> None:
+        """Rules that tie settings together, each raising `ConfigError` naming the setting."""
+
+
+class Settings(EnvSettings):
+    """Every setting of the core; field names are the environment names in lower case."""
 
     # --- the retouch backend ----------------------------------------------------------------
     retouch_api_key: SecretStr = SecretStr("")
-    retouch_api_base_url: str = "https://api.xty.app/v1"
+    retouch_api_base_url: HttpUrlText = "https://api.xty.app/v1"
     retouch_backend: Backend = "auto"
     retouch_default_fidelity: float = Field(0.1, ge=0.0, le=1.0)
     retouch_model: str = "retouch"
@@ -66,26 +113,6 @@ class Settings(BaseSettings):
 
     # --- the embedded engine ----------------------------------------------------------------
     engine_threads: int = Field(0, ge=0)
-
-    # --- chat platforms -------------------------------------------------------------------
-    telegram_bot_token: SecretStr = SecretStr("")
-    telegram_api_base_url: str = "https://api.telegram.org/bot"
-    telegram_file_base_url: str = "https://api.telegram.org/file/bot"
-    telegram_webhook_url: str = ""
-    telegram_webhook_listen: str = "0.0.0.0:8443"
-    telegram_webhook_secret: SecretStr = SecretStr("")
-    telegram_send_file_too: bool = False
-    telegram_all_photos_chats: Annotated[list[int], NoDecode] = []
-    telegram_album_wait_seconds: float = Field(1.0, ge=0, le=30)
-    telegram_status_edit_interval_seconds: float = Field(3.0, ge=0, le=60)
-    discord_bot_token: SecretStr = SecretStr("")
-    discord_api_base_url: str = ""
-    discord_gateway_url: str = ""
-    discord_guild_ids: Annotated[list[int], NoDecode] = []
-    discord_sync_commands: bool = True
-    discord_shard_count: int | Literal["auto"] | None = None
-    discord_shard_ids: Annotated[list[int], NoDecode] = []
-    discord_status_edit_interval_seconds: float = Field(2.0, ge=0, le=60)
 
     # --- storage and quotas ---------------------------------------------------------------
     data_dir: Path = Path("data")
@@ -114,68 +141,20 @@ class Settings(BaseSettings):
     jobs_stale_after_seconds: float = Field(60.0, gt=0)
 
     # --- operations -----------------------------------------------------------------------
-    ops_listen: str = ""
+    ops_listen: ListenAddress = ""
 
     # --- logging --------------------------------------------------------------------------
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     log_format: Literal["text", "json"] = "text"
-
-    @field_validator(
-        "telegram_all_photos_chats", "discord_guild_ids", "discord_shard_ids", mode="before"
-    )
-    @classmethod
-    def _parse_chats(cls, value: Any) -> Any:
-        return split_csv(value)
-
-    @field_validator("discord_shard_count", mode="before")
-    @classmethod
-    def _parse_shard_count(cls, value: Any) -> Any:
-        """Empty: no sharding; `auto`: as many shards as Discord recommends; else a count >= 1."""
-        if isinstance(value, str):
-            value = value.strip().lower()
-            if not value:
-                return None
-            if value != "auto" and not value.isdigit():
-                raise ValueError("must be empty, auto, or a number of shards")
-        if value not in (None, "auto") and int(value) < 1:
-            raise ValueError("must be empty, auto, or a number of shards")
-        return value
 
     @field_validator("admin_ids", "access_allowed_users", "access_allowed_chats", mode="before")
     @classmethod
     def _parse_admins(cls, value: Any) -> Any:
         items = split_csv(value)
         for item in items:
-            platform, _, user = str(item).partition(":")
-            if platform not in _PLATFORMS or not user.lstrip("-").isdigit():
+            if parse_platform_id(str(item)) is None:
                 raise ValueError(f"{item!r} is not platform:id, e.g. telegram:123 or discord:456")
         return items
-
-    @field_validator("retouch_api_base_url", "telegram_api_base_url", "telegram_file_base_url")
-    @classmethod
-    def _http_url(cls, value: str) -> str:
-        if not value.startswith(("http://", "https://")):
-            raise ValueError("must start with http:// or https://")
-        return value
-
-    @field_validator("telegram_webhook_listen", "ops_listen")
-    @classmethod
-    def _listen_address(cls, value: str) -> str:
-        value = value.strip()
-        if value:
-            _, sep, port = value.rpartition(":")
-            if not sep or not port.isdigit() or not 0 < int(port) < 65536:
-                raise ValueError("must be host:port, e.g. 127.0.0.1:8080")
-        return value
-
-    @field_validator("telegram_webhook_url")
-    @classmethod
-    def _webhook_url(cls, value: str) -> str:
-        value = value.strip()
-        # Telegram's cloud calls only https:// webhooks; a self-hosted Bot API server may use http.
-        if value and not value.startswith(("https://", "http://")):
-            raise ValueError("must be an https:// URL")
-        return value
 
     @field_validator("quota_timezone")
     @classmethod
@@ -215,20 +194,6 @@ class Settings(BaseSettings):
         return self.retouch_backend
 
     @property
-    def webhook_secret(self) -> str:
-        """The webhook's secret token: the setting, else one derived from the bot token.
-
-        Derived, every replica of a bot computes the same secret without sharing another value.
-        """
-        explicit = self.telegram_webhook_secret.get_secret_value()
-        if explicit:
-            return explicit
-        digest = hashlib.sha256(
-            b"retouch-bot webhook:" + self.telegram_bot_token.get_secret_value().encode()
-        )
-        return digest.hexdigest()[:48]
-
-    @property
     def results_dir(self) -> Path:
         """Where finished results wait until they are delivered."""
         return self.data_dir / "results"
@@ -237,33 +202,27 @@ class Settings(BaseSettings):
     def engine_thread_count(self) -> int:
         return self.engine_threads or max(1, os.cpu_count() or 1)
 
-
-def read_settings(cls: type[SettingsT], **overrides: Any) -> SettingsT:
-    """Read a settings class; a bad value raises `ConfigError` with one line naming the setting."""
-    try:
-        return cls(**overrides)
-    except ValidationError as exc:
-        raise ConfigError(_describe(exc, cls)) from None
+    def check(self) -> None:
+        if self.retouch_backend == "api" and not self.retouch_api_key.get_secret_value():
+            raise ConfigError("RETOUCH_API_KEY: must be set when RETOUCH_BACKEND=api")
+        if self.jobs_stale_after_seconds <= 2 * self.jobs_heartbeat_seconds:
+            raise ConfigError(
+                "JOBS_STALE_AFTER_SECONDS: must be more than twice JOBS_HEARTBEAT_SECONDS "
+                f"(got {self.jobs_stale_after_seconds:g} and {self.jobs_heartbeat_seconds:g})"
+            )
 
 
 def load_settings(**overrides: Any) -> Settings:
-    """Read the core's settings and check the values that depend on each other."""
-    settings = read_settings(Settings, **overrides)
-    if settings.retouch_backend == "api" and not settings.retouch_api_key.get_secret_value():
-        raise ConfigError("RETOUCH_API_KEY: must be set when RETOUCH_BACKEND=api")
-    if settings.jobs_stale_after_seconds <= 2 * settings.jobs_heartbeat_seconds:
-        raise ConfigError(
-            "JOBS_STALE_AFTER_SECONDS: must be more than twice JOBS_HEARTBEAT_SECONDS "
-            f"(got {settings.jobs_stale_after_seconds:g} and {settings.jobs_heartbeat_seconds:g})"
-        )
-    return settings
+    """Read the core's settings; a bad value raises `ConfigError` with one line naming it."""
+    return Settings.load(**overrides)
 
 
-def _describe(exc: ValidationError, cls: type[BaseSettings]) -> str:
+def _describe(exc: ValidationError, settings: type[EnvSettings]) -> str:
     error = exc.errors()[0]
-    field = str(error["loc"][0]) if error["loc"] else "settings"
-    message = str(error["msg"]).removeprefix("Value error, ")
-    info = cls.model_fields.get(field)
+    field = str(error["loc"][0]) if error["loc"] else ""
+    info = settings.model_fields.get(field)
     secret = info is not None and "SecretStr" in repr(info.annotation)
     shown = "" if secret else f" (got {error.get('input')!r})"
-    return f"{field.upper()}: {message}{shown}"
+    name = settings.env_name(field) if field else "settings"
+    message = str(error["msg"]).removeprefix("Value error, ")
+    return f"{name}: {message}{shown}"

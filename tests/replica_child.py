@@ -105,23 +105,24 @@ async def run_service(folder: Path) -> None:
 
 
 async def run_telegram_replica() -> None:
-    from bots.telegram.adapter import TelegramBot
+    from bots.telegram.bot import TelegramBot
     from bots.telegram.run import build_application
+    from bots.telegram.settings import TelegramSettings
     from core.backend import open_backend
     from core.http import quiet_http_loggers
     from core.logs import setup_logging
 
-    settings = load_settings()
-    setup_logging(settings)
+    settings, telegram = load_settings(), TelegramSettings.load()
+    setup_logging(settings, telegram)
     quiet_http_loggers()
     stop = asyncio.Event()
     asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stop.set)
-    app = build_application(settings)
+    app = build_application(telegram)
     store = await open_store(settings)
     try:
         async with open_backend(settings) as backend:
             service = RetouchService(settings, store, backend)
-            bot = TelegramBot(settings, service, app)
+            bot = TelegramBot(settings, telegram, service, app)
             service.register("telegram", bot)
             async with app:
                 await service.start()

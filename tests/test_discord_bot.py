@@ -24,6 +24,7 @@ from PIL import Image
 
 from bots.cli import main
 from bots.discord.run import build_client, run_discord
+from bots.discord.settings import DiscordSettings
 from core.errors import ConfigError
 from core.settings import Settings
 from tests.fake_discord import (
@@ -58,30 +59,41 @@ async def upstream() -> AsyncIterator[FakeUpstream]:
         yield server
 
 
+Config = tuple[Settings, DiscordSettings]
+
+
 def settings_for(
-    tmp_path: Path, fake: FakeDiscord, upstream: FakeUpstream, **overrides: Any
-) -> Settings:
-    """The bot on the fake Discord, with the API backend on the fake upstream."""
+    tmp_path: Path,
+    fake: FakeDiscord,
+    upstream: FakeUpstream,
+    discord_settings: dict[str, Any] | None = None,
+    **overrides: Any,
+) -> Config:
+    """The bot on the fake Discord, with the API backend on the fake upstream.
+
+    `overrides` are core settings, `discord_settings` the `DISCORD_*` ones.
+    """
     values: dict[str, Any] = {
         "retouch_backend": "api",
         "retouch_api_key": API_KEY,
         "retouch_api_base_url": upstream.base_url,
         "retouch_max_retries": 0,
-        "discord_bot_token": fake.token,
-        "discord_status_edit_interval_seconds": 0,
         "jobs_delivery_attempts": 2,
     }
     values.update(overrides)
-    return service_settings(tmp_path, **values)
+    platform = DiscordSettings.load(
+        bot_token=fake.token, status_edit_interval_seconds=0, **(discord_settings or {})
+    )
+    return service_settings(tmp_path, **values), platform
 
 
 @asynccontextmanager
 async def running(
-    fake: FakeDiscord, settings: Settings, clock: Callable[[], float] = time.time
+    fake: FakeDiscord, config: Config, clock: Callable[[], float] = time.time
 ) -> AsyncIterator[asyncio.Task[None]]:
     """`run_discord` as a task, connected and ready; stopped gracefully on exit."""
     stop = asyncio.Event()
-    task = asyncio.create_task(run_discord(settings, stop, clock=clock))
+    task = asyncio.create_task(run_discord(*config, stop, clock=clock))
     ready = asyncio.create_task(fake.wait_ready())
     await asyncio.wait({task, ready}, return_when=asyncio.FIRST_COMPLETED)
     if task.done():
@@ -343,6 +355,28 @@ async def test_redo_button_works_after_a_restart(
     assert [c.json["codeformer_fidelity"] for c in upstream.calls] == [0.1, 0.5]
 
 
+async def test_a_forged_redo_value_is_refused_and_costs_nothing(
+    tmp_path: Path, fake: FakeDiscord, upstream: FakeUpstream
+) -> None:
+    async with running(fake, settings_for(tmp_path, fake, upstream)):
+        first = await fake.slash_command("retouch", {"image": fake.attachment("a.jpg", jpeg())})
+        result = await result_of(fake, first)
+        message = fake.messages[int(result.response["id"])]
+        # discord.py answers only buttons that are on the message: these stand for a message
+        # whose buttons carry values the bot does not offer (forged, or from another version).
+        button = message["components"][0]["components"][0]
+        prefix = button["custom_id"].rsplit(":", 1)[0]
+        for forged in ("0.2", "5", "nan"):
+            button["custom_id"] = f"{prefix}:{forged}"
+            pressed = await fake.press_button(button["custom_id"], message)
+            assert await ephemeral_of(fake, pressed) == (
+                "Redo takes fidelity 0.1, 0.3, 0.5, 0.7 only. Nothing was charged."
+            )
+        quota = await fake.slash_command("quota")
+        assert (await ephemeral_of(fake, quota)).startswith("Today you've used 1 of 5")
+    assert [c.json["codeformer_fidelity"] for c in upstream.calls] == [0.1]
+
+
 async def test_cancel_while_queued_refunds_and_delivers_nothing(
     tmp_path: Path, fake: FakeDiscord, upstream: FakeUpstream
 ) -> None:
@@ -544,8 +578,7 @@ async def test_sharded_client_and_guild_command_sync(
         tmp_path,
         fake,
         upstream,
-        discord_shard_count="auto",
-        discord_guild_ids=[fake.guild.id],
+        discord_settings={"shard_count": "auto", "guild_ids": [fake.guild.id]},
     )
     async with running(fake, settings):
         interaction = await fake.slash_command(
@@ -578,10 +611,9 @@ def test_cli_needs_a_token(capsys: pytest.CaptureFixture[str]) -> None:
         (2, [2], "DISCORD_SHARD_IDS: every id must be below DISCORD_SHARD_COUNT=2"),
     ],
 )
-def test_sharding_settings(tmp_path: Path, count: Any, ids: list[int], expected: str) -> None:
-    settings = service_settings(tmp_path, discord_shard_count=count, discord_shard_ids=ids)
+def test_sharding_settings(count: Any, ids: list[int], expected: str) -> None:
     try:
-        client = build_client(settings)
+        client = build_client(DiscordSettings.load(shard_count=count, shard_ids=ids))
     except ConfigError as exc:
         assert str(exc).startswith(expected)
         return

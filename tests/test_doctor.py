@@ -8,7 +8,9 @@ from typing import Any
 
 import pytest
 
+from bots.discord.settings import DiscordSettings
 from bots.doctor import run_doctor
+from bots.telegram.settings import TelegramSettings
 from core.settings import load_settings
 from tests.fake_discord import FakeDiscord
 from tests.fake_telegram import FakeTelegram
@@ -23,9 +25,19 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-async def doctor(**overrides: Any) -> tuple[int, list[str]]:
+async def doctor(
+    telegram: dict[str, Any] | None = None,
+    discord: dict[str, Any] | None = None,
+    **overrides: Any,
+) -> tuple[int, list[str]]:
+    """Run the doctor; `overrides` are core settings, `telegram`/`discord` the platforms'."""
     lines: list[str] = []
-    code = await run_doctor(load_settings(**overrides), out=lines.append)
+    code = await run_doctor(
+        load_settings(**overrides),
+        TelegramSettings.load(**(telegram or {})),
+        DiscordSettings.load(**(discord or {})),
+        out=lines.append,
+    )
     return code, lines
 
 
@@ -43,9 +55,8 @@ async def test_everything_fine(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) 
         code, lines = await doctor(
             retouch_api_key=KEY,
             retouch_api_base_url=up.base_url,
-            telegram_bot_token=tg.token,
-            telegram_api_base_url=tg.base_url,
-            discord_bot_token=dc.token,
+            telegram={"bot_token": tg.token, "api_base_url": tg.base_url},
+            discord={"bot_token": dc.token},
         )
     assert code == 0, lines
     assert line(lines, "upstream").startswith("[ ok ]")
@@ -69,9 +80,8 @@ async def test_bad_token_bad_key_and_unreachable_upstream(
         code, lines = await doctor(
             retouch_api_key="sk-wrong-key-000000",
             retouch_api_base_url=up.base_url,
-            telegram_bot_token="999:not-the-real-token",
-            telegram_api_base_url=tg.base_url,
-            discord_bot_token="not-the-discord-token",
+            telegram={"bot_token": "999:not-the-real-token", "api_base_url": tg.base_url},
+            discord={"bot_token": "not-the-discord-token"},
         )
         assert code == 1
         assert line(lines, "upstream") == (

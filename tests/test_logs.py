@@ -7,11 +7,11 @@ import logging
 from typing import Annotated
 
 import pytest
-from pydantic import SecretStr, field_validator
-from pydantic_settings import BaseSettings, NoDecode
+from pydantic import Field, SecretStr, field_validator
+from pydantic_settings import NoDecode
 
 from core.logs import REDACTED, Redactor, redact_url, setup_logging
-from core.settings import ENV_CONFIG, load_settings, split_csv
+from core.settings import EnvSettings, load_settings, split_csv
 
 TOKEN = "1234567:AAHfakeTokenForTestsOnly_abcdefghijklmn"
 
@@ -82,11 +82,10 @@ def test_database_urls_lose_only_their_password() -> None:
     assert redact_url("postgres://u@db/x?sslmode=require") == "postgres://u@db/x?sslmode=require"
 
 
-class _MoreSettings(BaseSettings):
+class _MoreSettings(EnvSettings):
     """A settings group of its own, as an adapter or serve-api declares beside its code."""
 
-    model_config = ENV_CONFIG
-    extra_keys: Annotated[list[SecretStr], NoDecode] = []
+    extra_keys: Annotated[list[SecretStr], NoDecode] = Field(default_factory=list)
     extra_token: SecretStr = SecretStr("")
 
     @field_validator("extra_keys", mode="before")

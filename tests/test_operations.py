@@ -17,8 +17,9 @@ import httpx
 import pytest
 
 from bots.runtime import serve
-from bots.telegram.runner import TelegramRunner
-from core.settings import load_settings
+from bots.telegram.run import TelegramRunner
+from bots.telegram.settings import TelegramSettings
+from core.settings import Settings, load_settings
 from tests.fake_discord import FOLLOWUP, FakeDiscord
 from tests.fake_telegram import FakeTelegram, User
 from tests.upstream_fakes import Echo, FakeUpstream, Gate
@@ -141,18 +142,25 @@ async def fakes() -> AsyncIterator[tuple[FakeTelegram, FakeUpstream]]:
         yield tg, upstream
 
 
-def bot_settings(tmp_path: Path, tg: FakeTelegram, upstream: FakeUpstream, **extra: Any) -> Any:
+def bot_settings(
+    tmp_path: Path, tg: FakeTelegram, upstream: FakeUpstream, **extra: Any
+) -> tuple[Settings, TelegramSettings]:
+    """The core's settings (`extra` among them) and the Telegram bot's on the fake Bot API."""
+    telegram = {name: extra.pop(name) for name in list(extra) if name.startswith("webhook_")}
+    platform = TelegramSettings.load(
+        bot_token=tg.token,
+        api_base_url=tg.base_url,
+        file_base_url=tg.base_file_url,
+        status_edit_interval_seconds=0,
+        **telegram,
+    )
     return load_settings(
-        telegram_bot_token=tg.token,
-        telegram_api_base_url=tg.base_url,
-        telegram_file_base_url=tg.base_file_url,
         retouch_api_key=KEY,
         retouch_api_base_url=upstream.base_url,
         data_dir=tmp_path / "data",
         database_path=tmp_path / "data" / "retouch.db",
-        telegram_status_edit_interval_seconds=0,
         **extra,
-    )
+    ), platform
 
 
 async def test_webhook_mode_checks_the_secret(
@@ -161,18 +169,14 @@ async def test_webhook_mode_checks_the_secret(
     tg, upstream = fakes
     port = free_port()
     url = f"http://127.0.0.1:{port}/telegram/hook"
-    settings = bot_settings(
-        tmp_path,
-        tg,
-        upstream,
-        telegram_webhook_url=url,
-        telegram_webhook_listen=f"127.0.0.1:{port}",
+    settings, telegram = bot_settings(
+        tmp_path, tg, upstream, webhook_url=url, webhook_listen=f"127.0.0.1:{port}"
     )
-    task, stop = await run_in_process(settings, [TelegramRunner(settings)])
+    task, stop = await run_in_process(settings, [TelegramRunner(settings, telegram)])
     try:
         [registered] = await tg.wait_for("setWebhook", answered=True)
         assert registered.params["url"] == url
-        assert registered.params["secret_token"] == settings.webhook_secret
+        assert registered.params["secret_token"] == telegram.secret_token
         assert tg.calls_to("getUpdates") == []
 
         # The fake pushes updates with the secret, as Telegram does: the photo comes back.
@@ -200,7 +204,7 @@ async def test_webhook_mode_checks_the_secret(
             right = await client.post(
                 url,
                 json=update,
-                headers={"X-Telegram-Bot-Api-Secret-Token": settings.webhook_secret},
+                headers={"X-Telegram-Bot-Api-Secret-Token": telegram.secret_token},
             )
         assert (missing.status_code, wrong.status_code, right.status_code) == (403, 403, 200)
         await tg.wait_for("sendMessage", sent_before + 1)
@@ -216,11 +220,11 @@ async def test_health_and_metrics(
 ) -> None:
     tg, upstream = fakes
     port = free_port()
-    settings = bot_settings(
+    settings, telegram = bot_settings(
         tmp_path, tg, upstream, ops_listen=f"127.0.0.1:{port}", quota_per_user_per_day=1
     )
     base = f"http://127.0.0.1:{port}"
-    task, stop = await run_in_process(settings, [TelegramRunner(settings)])
+    task, stop = await run_in_process(settings, [TelegramRunner(settings, telegram)])
     try:
         await tg.wait_for("getUpdates")
         async with httpx.AsyncClient() as client:

@@ -25,7 +25,7 @@ from bots.serve_api import ResultStore, ServeApiSettings, create_app, run_server
 from core.backend import RetouchBackend
 from core.errors import BusyError, ConfigError, NoFaceError
 from core.formats import PreparedImage
-from core.settings import Settings, read_settings
+from core.settings import Settings
 from tests.test_cli import run_cli
 from tests.test_settings import missing_from_env_example
 
@@ -711,7 +711,7 @@ async def test_log_lines_hold_neither_keys_nor_images(
 
 
 def test_settings_defaults_and_keys(monkeypatch: pytest.MonkeyPatch) -> None:
-    defaults = read_settings(ServeApiSettings)
+    defaults = ServeApiSettings.load()
     assert (defaults.serve_api_host, defaults.serve_api_port) == ("127.0.0.1", 8000)
     assert (defaults.serve_api_result_ttl_seconds, defaults.serve_api_queue_size) == (3600, 16)
     assert defaults.serve_api_results_dir == Path("data/serve-api-results")
@@ -719,7 +719,7 @@ def test_settings_defaults_and_keys(monkeypatch: pytest.MonkeyPatch) -> None:
     assert defaults.serve_api_worker_count == max(1, os.cpu_count() or 1)
     monkeypatch.setenv("SERVE_API_KEYS", "key-one, key-two,")
     monkeypatch.setenv("SERVE_API_WORKERS", "3")
-    configured = read_settings(ServeApiSettings)
+    configured = ServeApiSettings.load()
     assert [k.get_secret_value() for k in configured.serve_api_keys] == ["key-one", "key-two"]
     assert configured.serve_api_worker_count == 3
     assert "key-one" not in repr(configured)
@@ -727,7 +727,7 @@ def test_settings_defaults_and_keys(monkeypatch: pytest.MonkeyPatch) -> None:
 
 def test_settings_are_read_from_dotenv(tmp_path: Path) -> None:
     (tmp_path / ".env").write_text("SERVE_API_PORT=8123\nSERVE_API_PUBLIC_URL=https://x.example\n")
-    configured = read_settings(ServeApiSettings)
+    configured = ServeApiSettings.load()
     assert (configured.serve_api_port, configured.serve_api_public_url) == (
         8123,
         "https://x.example",
@@ -743,7 +743,7 @@ def test_a_bad_setting_is_one_line_naming_it(
 ) -> None:
     monkeypatch.setenv(name, value)
     with pytest.raises(ConfigError) as caught:
-        read_settings(ServeApiSettings)
+        ServeApiSettings.load()
     message = str(caught.value)
     assert message.startswith(f"{name}: ") and message.endswith(f"(got {value!r})")
     assert "\n" not in message

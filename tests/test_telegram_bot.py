@@ -17,6 +17,7 @@ from typing import Any
 import pytest
 
 from bots.telegram.run import run_telegram
+from bots.telegram.settings import TelegramSettings
 from core.settings import Settings, load_settings
 from tests.fake_telegram import ChatMessage, FakeTelegram, User
 from tests.upstream_fakes import Echo, FakeUpstream, Gate
@@ -37,21 +38,17 @@ class Harness:
     upstream: FakeUpstream
     tmp_path: Path
     overrides: dict[str, Any] = field(default_factory=dict)
+    telegram_overrides: dict[str, Any] = field(default_factory=dict)
     task: asyncio.Task[None] | None = None
     stop: asyncio.Event | None = None
 
     def settings(self) -> Settings:
         values: dict[str, Any] = {
-            "telegram_bot_token": self.tg.token,
-            "telegram_api_base_url": self.tg.base_url,
-            "telegram_file_base_url": self.tg.base_file_url,
             "retouch_api_key": UPSTREAM_KEY,
             "retouch_api_base_url": self.upstream.base_url,
             "retouch_max_retries": 0,
             "data_dir": self.tmp_path / "data",
             "database_path": self.tmp_path / "data" / "retouch.db",
-            "telegram_album_wait_seconds": 0.05,
-            "telegram_status_edit_interval_seconds": 0,
             "quota_burst_per_minute": 0,
             "jobs_shutdown_grace_seconds": 0,
             "admin_ids": "telegram:9999",
@@ -59,11 +56,23 @@ class Harness:
         values.update(self.overrides)
         return load_settings(**values)
 
-    async def start(self, **overrides: Any) -> None:
+    def telegram(self) -> TelegramSettings:
+        return TelegramSettings.load(
+            bot_token=self.tg.token,
+            api_base_url=self.tg.base_url,
+            file_base_url=self.tg.base_file_url,
+            album_wait_seconds=0.05,
+            status_edit_interval_seconds=0,
+            **self.telegram_overrides,
+        )
+
+    async def start(self, telegram: dict[str, Any] | None = None, **overrides: Any) -> None:
+        """Run the bot; `overrides` are core settings, `telegram` the `TELEGRAM_*` ones."""
         self.overrides.update(overrides)
+        self.telegram_overrides.update(telegram or {})
         polls = len(self.tg.calls_to("getUpdates"))
         self.stop = asyncio.Event()
-        self.task = asyncio.create_task(run_telegram(self.settings(), self.stop))
+        self.task = asyncio.create_task(run_telegram(self.settings(), self.telegram(), self.stop))
         await self.tg.wait_until(
             lambda: len(self.tg.calls_to("getUpdates")) > polls or self._died()
         )
@@ -209,9 +218,16 @@ async def test_groups_answer_only_when_addressed(bot: Harness, portrait_bytes: b
 
 
 async def test_answer_every_photo_in_a_chosen_group(bot: Harness, portrait_bytes: bytes) -> None:
-    await bot.start(telegram_all_photos_chats=str(GROUP))
-    bot.tg.send_photo(GROUP, ALICE, portrait_bytes)
-    await bot.result_for(GROUP)
+    other_group = GROUP - 1
+    await bot.start(telegram={"all_photos_chats": str(GROUP)})
+    bot.tg.send_photo(other_group, ALICE, portrait_bytes)  # not chosen: left alone
+    await bot.tg.wait_consumed()
+    sent = bot.tg.send_photo(GROUP, BOB, portrait_bytes)
+    [result] = await bot.result_for(GROUP)
+    assert result.reply_to_message_id == sent["message_id"]
+    assert result.kind == "photo" and result.data == portrait_bytes
+    assert upstream_fidelities(bot.upstream) == [0.1]
+    assert bot.tg.sent_to(other_group) == []
 
 
 async def test_album_comes_back_as_one_album(bot: Harness, portrait_bytes: bytes) -> None:
@@ -243,6 +259,29 @@ async def test_redo_button_and_someone_elses_press(bot: Harness, portrait_bytes:
     assert "0.5" in bot.tg.callback_answers[query]["text"]
     bot.tg.send_text(ALICE.id, ALICE, "/quota")
     await bot.text_containing(ALICE.id, "used 2 of 20")
+
+
+@pytest.mark.parametrize("forged", ["5", "inf", "nan", "0.2"])
+async def test_a_forged_redo_value_is_refused_and_costs_nothing(
+    bot: Harness, portrait_bytes: bytes, forged: str
+) -> None:
+    await bot.start()
+    bot.tg.send_photo(ALICE.id, ALICE, portrait_bytes)
+    [result] = await bot.result_for(ALICE.id)
+    await bot.settled(ALICE.id)
+    job_id = result.callback_data[0].split(":")[1]
+    texts = len(bot.texts(ALICE.id))
+
+    data = f"r:{job_id}:{forged}"
+    query = bot.tg.press_button(ALICE.id, ALICE, result.message_id, data, strict=False)
+    await bot.tg.wait_for("answerCallbackQuery")
+    assert bot.tg.callback_answers[query]["text"] == (
+        "Redo takes fidelity 0.1, 0.3, 0.5, 0.7 only. Nothing was charged."
+    )
+    assert len(bot.texts(ALICE.id)) == texts  # no status reply: no job
+    assert upstream_fidelities(bot.upstream) == [0.1]
+    bot.tg.send_text(ALICE.id, ALICE, "/quota")
+    await bot.text_containing(ALICE.id, "used 1 of 20")
 
 
 async def test_redo_works_after_a_restart(bot: Harness, portrait_bytes: bytes) -> None:

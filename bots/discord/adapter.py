@@ -17,14 +17,14 @@ import discord
 import httpx
 
 from bots import messages as m
+from bots.chat_commands import ChatCommands, read_fidelity
 from bots.discord.batches import Batches
 from bots.discord.delivery import Replier, Upload, fit
 from bots.discord.render import result_embed
+from bots.discord.settings import DiscordSettings
 from bots.discord.status import StatusBoard
 from bots.discord.targets import Target, attachment_ref, image_refs, lang_of, looks_like_image
 from bots.discord.views import bind_buttons, forget_view, redo_view
-from bots.messages import quota_line, stats_line
-from core.captions import parse_fidelity
 from core.errors import (
     BackendError,
     DeliveryError,
@@ -58,6 +58,7 @@ class DiscordBot:
     def __init__(
         self,
         settings: Settings,
+        discord_settings: DiscordSettings,
         service: RetouchService,
         client: discord.Client,
         http: httpx.AsyncClient,
@@ -69,8 +70,10 @@ class DiscordBot:
         self.client = client
         self.http = http
         self.replier = Replier(client, clock)
-        self.status = StatusBoard(self.replier, settings.discord_status_edit_interval_seconds)
+        interval = discord_settings.status_edit_interval_seconds
+        self.status = StatusBoard(self.replier, interval)
         self.batches = Batches(self._busy_siblings)
+        self.commands = ChatCommands(service, PLATFORM, settings.retouch_default_fidelity)
         bind_buttons(client, self)
 
     async def close(self) -> None:
@@ -86,9 +89,9 @@ class DiscordBot:
         problem = self._attachment_problem(image, lang)
         if problem is None and fidelity is not None:
             try:
-                fidelity = parse_fidelity(f"{fidelity:.4f}")
+                fidelity = read_fidelity(fidelity)
             except FidelityError as exc:
-                problem = _sentence(m.reason(exc, lang))
+                problem = m.rejection(exc, lang)
         if problem is None and not interaction.app_permissions.attach_files:
             problem = m.text("no_attach_permission", lang)
         if problem is not None:
@@ -160,33 +163,13 @@ class DiscordBot:
         await self._tell(interaction, m.text("d:help", lang_of(interaction)))
 
     async def quota(self, interaction: Interaction) -> None:
-        status = await self.service.quota_status(PLATFORM, str(interaction.user.id))
-        await self._tell(interaction, quota_line(status, lang_of(interaction)))
+        line = await self.commands.quota(str(interaction.user.id), lang_of(interaction))
+        await self._tell(interaction, line)
 
     async def fidelity(self, interaction: Interaction, value: float | None, reset: bool) -> None:
         """`/fidelity [value] [reset]`: show, save or clear the user's default."""
-        lang = lang_of(interaction)
-        user = str(interaction.user.id)
-        default = self.settings.retouch_default_fidelity
-        if reset:
-            await self.service.set_default_fidelity(PLATFORM, user, None)
-            await self._tell(interaction, m.text("fidelity_cleared", lang, fidelity=default))
-            return
-        if value is None:
-            saved = (await self.service.user_settings(PLATFORM, user)).default_fidelity
-            source = "" if saved is not None else m.text("fidelity_source_default", lang)
-            shown = saved if saved is not None else default
-            await self._tell(
-                interaction, m.text("fidelity_show", lang, fidelity=shown, source=source)
-            )
-            return
-        try:
-            value = parse_fidelity(f"{value:.4f}")
-        except FidelityError as exc:
-            await self._tell(interaction, _sentence(m.reason(exc, lang)))
-            return
-        await self.service.set_default_fidelity(PLATFORM, user, value)
-        await self._tell(interaction, m.text("fidelity_saved", lang, fidelity=value))
+        user, lang = str(interaction.user.id), lang_of(interaction)
+        await self._tell(interaction, await self.commands.fidelity(user, lang, value, reset=reset))
 
     async def forget(self, interaction: Interaction) -> None:
         lang = lang_of(interaction)
@@ -194,36 +177,26 @@ class DiscordBot:
         await self._tell(interaction, m.text("forget_confirm", lang), view)
 
     async def stats(self, interaction: Interaction) -> None:
-        lang = lang_of(interaction)
-        if not self.service.is_admin(PLATFORM, str(interaction.user.id)):
-            await self._tell(interaction, m.text("admin_only", lang))
-            return
-        stats = await self.service.stats()
-        line = stats_line(stats, self.service.queue_depth, self.service.running_count, lang)
+        line = await self.commands.stats(str(interaction.user.id), lang_of(interaction))
         await self._tell(interaction, line)
 
     async def grant(self, interaction: Interaction, user: discord.User, credits: int) -> None:
-        lang = lang_of(interaction)
-        if not self.service.is_admin(PLATFORM, str(interaction.user.id)):
-            await self._tell(interaction, m.text("admin_only", lang))
-            return
-        balance = await self.service.grant(PLATFORM, str(user.id), credits)
-        who = f"{PLATFORM}:{user.id}"
-        await self._tell(interaction, m.text("grant_done", lang, user=who, credits=balance))
+        caller, lang = str(interaction.user.id), lang_of(interaction)
+        line = await self.commands.grant(caller, lang, str(user.id), credits)
+        await self._tell(interaction, line)
 
     # --- buttons --------------------------------------------------------------------------
 
-    async def on_redo(self, interaction: Interaction, job_id: str, fidelity: float) -> None:
+    async def on_redo(self, interaction: Interaction, job_id: str, choice: str) -> None:
         """A redo is a new job on the same input, with its own deferred response."""
         lang = lang_of(interaction)
-        job = await self.service.job_of(PLATFORM, job_id)
-        if job is None:
-            await self._tell(interaction, m.text("job_gone", lang))
-        elif job.user_id != str(interaction.user.id):
-            await self._tell(interaction, m.text("not_yours", lang))
+        pressed = await self.commands.redo(job_id, str(interaction.user.id), choice, lang)
+        if isinstance(pressed, str):
+            await self._tell(interaction, pressed)
         elif not interaction.app_permissions.attach_files:
             await self._tell(interaction, m.text("no_attach_permission", lang))
         else:
+            job, fidelity = pressed
             await self._start(interaction, [job.input_ref], fidelity)
 
     async def on_cancel(self, interaction: Interaction, interaction_id: int) -> None:
@@ -243,11 +216,7 @@ class DiscordBot:
         if owner != interaction.user.id:
             await self._tell(interaction, m.text("not_yours", lang))
             return
-        if confirmed:
-            count = await self.service.forget(PLATFORM, str(owner))
-            line = m.text("forget_done", lang, jobs=count)
-        else:
-            line = m.text("forget_kept", lang)
+        line = await self.commands.forget(str(owner), confirmed, lang)
         try:
             await interaction.response.edit_message(content=line, view=None)
         except discord.HTTPException as exc:
@@ -356,7 +325,3 @@ def _failure_line(error: RetouchError | None, lang: m.Lang) -> str:
     if isinstance(error, DeliveryError) and error.params.get("reason") == "no_attach_permission":
         return m.text("no_attach_permission", lang)
     return m.failure(error or RetouchError("unknown"), lang)
-
-
-def _sentence(text: str) -> str:
-    return text[:1].upper() + text[1:]

@@ -21,6 +21,7 @@ import yarl
 
 from bots.discord.adapter import PLATFORM, DiscordBot
 from bots.discord.commands import build_tree, sync_commands
+from bots.discord.settings import DiscordSettings
 from bots.runtime import Runtime, serve
 from core.errors import ConfigError
 from core.settings import Settings
@@ -28,10 +29,12 @@ from core.settings import Settings
 log = logging.getLogger("retouch.discord")
 
 
-def build_client(settings: Settings) -> discord.Client:
-    """A client with the default (unprivileged) intents, sharded as the settings say."""
-    count = settings.discord_shard_count
-    ids = settings.discord_shard_ids
+def build_client(settings: DiscordSettings) -> discord.Client:
+    """A client with the default (unprivileged) intents, sharded as the settings say.
+
+    The settings have checked that shard ids come only with a numeric shard count.
+    """
+    count = settings.shard_count
     options: dict[str, Any] = {
         "intents": discord.Intents.default(),
         "max_messages": None,  # the bot reads messages from interactions, never from a cache
@@ -39,27 +42,21 @@ def build_client(settings: Settings) -> discord.Client:
         "allowed_mentions": discord.AllowedMentions.none(),
     }
     if count is None:
-        if ids:
-            raise ConfigError("DISCORD_SHARD_IDS: needs DISCORD_SHARD_COUNT set to a number")
         return discord.Client(**options)
     if count == "auto":
-        if ids:
-            raise ConfigError("DISCORD_SHARD_IDS: needs DISCORD_SHARD_COUNT set to a number")
         return discord.AutoShardedClient(**options)
-    if any(shard >= count for shard in ids):
-        raise ConfigError(f"DISCORD_SHARD_IDS: every id must be below DISCORD_SHARD_COUNT={count}")
-    if ids:
-        options["shard_ids"] = ids
+    if settings.shard_ids:
+        options["shard_ids"] = settings.shard_ids
     return discord.AutoShardedClient(shard_count=count, **options)
 
 
-def point_at_servers(settings: Settings) -> None:
+def point_at_servers(settings: DiscordSettings) -> None:
     """Use the configured REST base / gateway (a proxy, or a test server) instead of Discord's."""
-    if settings.discord_api_base_url:
-        discord.http.Route.BASE = settings.discord_api_base_url.rstrip("/")
-    if settings.discord_gateway_url:
+    if settings.api_base_url:
+        discord.http.Route.BASE = settings.api_base_url.rstrip("/")
+    if settings.gateway_url:
         discord.gateway.DiscordWebSocket.DEFAULT_GATEWAY = yarl.URL(
-            settings.discord_gateway_url.rstrip("/") + "/"
+            settings.gateway_url.rstrip("/") + "/"
         )
 
 
@@ -75,14 +72,21 @@ class DiscordRunner:
 
     name = "discord"
 
-    def __init__(self, settings: Settings, *, clock: Callable[[], float] = time.time) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        discord_settings: DiscordSettings,
+        *,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
         self.settings = settings
+        self.discord = discord_settings
         self.clock = clock
-        self.token = settings.discord_bot_token.get_secret_value()
+        self.token = discord_settings.bot_token.get_secret_value()
         if not self.token:
             raise ConfigError("DISCORD_BOT_TOKEN: must be set to run the Discord bot")
-        point_at_servers(settings)
-        self.client = build_client(settings)
+        point_at_servers(discord_settings)
+        self.client = build_client(discord_settings)
         self.bot: DiscordBot | None = None
         self._gateway: asyncio.Task[None] | None = None
         self._entered = False
@@ -92,7 +96,12 @@ class DiscordRunner:
         await self.client.__aenter__()
         self._entered = True
         self.bot = DiscordBot(
-            self.settings, runtime.service, self.client, runtime.http, clock=self.clock
+            self.settings,
+            self.discord,
+            runtime.service,
+            self.client,
+            runtime.http,
+            clock=self.clock,
         )
         tree = build_tree(self.client, self.bot)
         runtime.register(PLATFORM, self.bot)
@@ -100,8 +109,8 @@ class DiscordRunner:
             await self.client.login(self.token)
         except discord.LoginFailure:
             raise ConfigError("DISCORD_BOT_TOKEN: Discord refused the token") from None
-        if self.settings.discord_sync_commands:
-            await sync_commands(tree, self.settings.discord_guild_ids)
+        if self.discord.sync_commands:
+            await sync_commands(tree, self.discord.guild_ids)
 
     async def start(self) -> None:
         self._gateway = asyncio.create_task(
@@ -131,6 +140,7 @@ class DiscordRunner:
 
 async def run_discord(
     settings: Settings,
+    discord_settings: DiscordSettings,
     stop: asyncio.Event | None = None,
     *,
     clock: Callable[[], float] = time.time,
@@ -139,4 +149,4 @@ async def run_discord(
 
     `clock` tells the age of interaction tokens (tests make them look old).
     """
-    await serve(settings, [DiscordRunner(settings, clock=clock)], stop)
+    await serve(settings, [DiscordRunner(settings, discord_settings, clock=clock)], stop)

@@ -16,6 +16,7 @@ from typing import Any, Protocol
 import discord
 
 from bots import messages as m
+from core.fidelity import REDO_CHOICES
 
 log = logging.getLogger("retouch.discord")
 
@@ -26,7 +27,7 @@ class ButtonHandler(Protocol):
     """What the buttons call; the adapter implements it."""
 
     async def on_redo(
-        self, interaction: discord.Interaction[Any], job_id: str, fidelity: float
+        self, interaction: discord.Interaction[Any], job_id: str, choice: str
     ) -> None: ...
 
     async def on_cancel(
@@ -63,31 +64,34 @@ async def _handle(
 
 class RedoButton(
     discord.ui.DynamicItem[Button],
-    template=r"rt:redo:(?P<job>[0-9a-f]{32}):(?P<fidelity>[01](?:\.\d{1,4})?)",
+    template=r"rt:redo:(?P<job>[0-9a-f]{32}):(?P<choice>[^:]{1,16})",
 ):
-    """Retouch a finished job's photo again with another fidelity (a new job)."""
+    """Retouch a finished job's photo again with another fidelity (a new job).
 
-    def __init__(self, job_id: str, fidelity: float, label: str, row: int | None = None) -> None:
+    Any value matches, so that a forged one is answered (and refused) rather than ignored.
+    """
+
+    def __init__(self, job_id: str, choice: str, label: str, row: int | None = None) -> None:
         super().__init__(
             discord.ui.Button(
                 label=label,
                 style=discord.ButtonStyle.secondary,
-                custom_id=f"rt:redo:{job_id}:{fidelity:g}",
+                custom_id=f"rt:redo:{job_id}:{choice}",
                 row=row,
             )
         )
         self.job_id = job_id
-        self.fidelity = fidelity
+        self.choice = choice
 
     @classmethod
     async def from_custom_id(
         cls, interaction: discord.Interaction[Any], item: discord.ui.Item[Any], match: re.Match[str]
     ) -> RedoButton:
-        label = getattr(item, "label", None) or match["fidelity"]
-        return cls(match["job"], float(match["fidelity"]), label)
+        label = getattr(item, "label", None) or match["choice"]
+        return cls(match["job"], match["choice"], label)
 
     async def callback(self, interaction: discord.Interaction[Any]) -> None:
-        await _handle(interaction, lambda h: h.on_redo(interaction, self.job_id, self.fidelity))
+        await _handle(interaction, lambda h: h.on_redo(interaction, self.job_id, self.choice))
 
 
 class CancelButton(discord.ui.DynamicItem[Button], template=r"rt:cancel:(?P<interaction>\d+)"):
@@ -144,11 +148,11 @@ def redo_view(job_ids: Sequence[str], lang: m.Lang) -> discord.ui.View:
     """Redo buttons under a result; one row per photo, numbered when there are several."""
     view = discord.ui.View(timeout=None)
     for row, job_id in enumerate(job_ids[:5]):
-        for fidelity in m.REDO_FIDELITIES:
+        for fidelity in REDO_CHOICES:
             label = m.text("redo", lang, fidelity=fidelity)
             if len(job_ids) > 1:
                 label = f"#{row + 1} {label}"
-            view.add_item(RedoButton(job_id, fidelity, label, row=row))
+            view.add_item(RedoButton(job_id, f"{fidelity:g}", label, row=row))
     return view
 
 

@@ -11,19 +11,17 @@ from pathlib import Path
 from typing import Annotated, Any
 
 from pydantic import Field, SecretStr, field_validator
-from pydantic_settings import BaseSettings, NoDecode
+from pydantic_settings import NoDecode
 
-from core.settings import ENV_CONFIG, split_csv
+from core.settings import EnvSettings, split_csv
 
 
-class ServeApiSettings(BaseSettings):
+class ServeApiSettings(EnvSettings):
     """Where serve-api listens, who may call it, how long results live, how much work it takes."""
-
-    model_config = ENV_CONFIG
 
     serve_api_host: str = "127.0.0.1"
     serve_api_port: int = Field(8000, ge=0, le=65535)
-    serve_api_keys: Annotated[list[SecretStr], NoDecode] = []
+    serve_api_keys: Annotated[list[SecretStr], NoDecode] = Field(default_factory=list)
     serve_api_public_url: str = ""
     serve_api_result_ttl_seconds: int = Field(3600, gt=0)
     serve_api_results_dir: Path = Path("data/serve-api-results")

@@ -6,30 +6,34 @@ import asyncio
 import logging
 from typing import Any
 
+from aiohttp import web
 from telegram.ext import Application, ApplicationBuilder
 
-from bots.runtime import serve, stop_on_signals
+from bots.runtime import Runtime, serve
+from bots.telegram.bot import TelegramBot
 from bots.telegram.request import AiohttpRequest
+from bots.telegram.settings import TelegramSettings
+from bots.telegram.target import PLATFORM
+from bots.telegram.webhook import start_webhook
 from core.errors import ConfigError
 from core.settings import Settings
-
-__all__ = ["build_application", "run_telegram", "stop_on_signals"]
 
 log = logging.getLogger("retouch.telegram")
 
 CONNECTIONS = 64
 """Bot API connections at once (uploads, downloads, messages); more requests wait their turn."""
+POLL_TIMEOUT = 30
 
 
 def build_application(
-    settings: Settings, *, concurrent_updates: bool = True
+    telegram: TelegramSettings, *, concurrent_updates: bool = True
 ) -> Application[Any, Any, Any, Any, Any, Any]:
     """A PTB application on the configured Bot API server, handling updates concurrently.
 
     `concurrent_updates=False` is PTB's default (one update at a time); only the naive-bot model
     in `benchmarks/` asks for it.
     """
-    token = settings.telegram_bot_token.get_secret_value()
+    token = telegram.bot_token.get_secret_value()
     if not token:
         raise ConfigError("TELEGRAM_BOT_TOKEN: must be set to run the Telegram bot")
     # aiohttp rather than PTB's default httpx: see bots/telegram/request.py for why.
@@ -48,8 +52,8 @@ def build_application(
     return (
         ApplicationBuilder()
         .token(token)
-        .base_url(settings.telegram_api_base_url)
-        .base_file_url(settings.telegram_file_base_url)
+        .base_url(telegram.api_base_url)
+        .base_file_url(telegram.file_base_url)
         .concurrent_updates(concurrent_updates)
         .request(requests)
         .get_updates_request(polling)
@@ -57,11 +61,79 @@ def build_application(
     )
 
 
-async def run_telegram(settings: Settings, stop: asyncio.Event | None = None) -> None:
+class TelegramRunner:
+    """Telegram as a `BotRunner`: long polling, or a webhook when TELEGRAM_WEBHOOK_URL is set."""
+
+    name = "telegram"
+
+    def __init__(
+        self,
+        settings: Settings,
+        telegram: TelegramSettings,
+        *,
+        concurrent_updates: bool = True,
+        bot_class: type[TelegramBot] = TelegramBot,
+    ) -> None:
+        self.settings = settings
+        self.telegram = telegram
+        self.bot_class = bot_class
+        self.app: Application[Any, Any, Any, Any, Any, Any] = build_application(
+            telegram, concurrent_updates=concurrent_updates
+        )
+        self.bot: TelegramBot | None = None
+        self._webhook: web.AppRunner | None = None
+        self._initialized = False
+        self._closed = asyncio.Event()
+
+    async def prepare(self, runtime: Runtime) -> None:
+        self.bot = self.bot_class(self.settings, self.telegram, runtime.service, self.app)
+        runtime.register(PLATFORM, self.bot)
+        await self.app.initialize()  # getMe: the token is checked here
+        self._initialized = True
+        await self.bot.register_commands()
+
+    async def start(self) -> None:
+        await self.app.start()
+        if self.telegram.webhook_url:
+            self._webhook = await start_webhook(self.app, self.telegram)
+        else:
+            assert self.app.updater is not None
+            await self.app.bot.delete_webhook()
+            await self.app.updater.start_polling(timeout=POLL_TIMEOUT)
+        log.info("Telegram bot @%s is running", self.app.bot.username)
+
+    async def wait_closed(self) -> None:
+        await self._closed.wait()
+
+    def healthy(self) -> bool:
+        if not self.app.running:
+            return False
+        if self._webhook is not None:
+            return True
+        return self.app.updater is not None and self.app.updater.running
+
+    async def stop(self) -> None:
+        if self._webhook is not None:
+            await self._webhook.cleanup()  # the webhook stays set for the other replicas
+            self._webhook = None
+        if self.app.updater is not None and self.app.updater.running:
+            await self.app.updater.stop()
+
+    async def close(self) -> None:
+        if self.bot is not None:
+            await self.bot.close()
+        if self.app.running:
+            await self.app.stop()
+        if self._initialized:
+            await self.app.shutdown()
+        self._closed.set()
+
+
+async def run_telegram(
+    settings: Settings, telegram: TelegramSettings, stop: asyncio.Event | None = None
+) -> None:
     """Run until `stop` is set (or a signal arrives); jobs left unfinished resume next time.
 
     Long polling by default; webhook mode when `TELEGRAM_WEBHOOK_URL` is set.
     """
-    from bots.telegram.runner import TelegramRunner
-
-    await serve(settings, [TelegramRunner(settings)], stop)
+    await serve(settings, [TelegramRunner(settings, telegram)], stop)

@@ -10,11 +10,12 @@ from collections import defaultdict
 from dataclasses import dataclass
 from functools import partial
 
-from telegram import Bot, InlineKeyboardMarkup
+from telegram import Bot, InlineKeyboardMarkup, Message
 from telegram.constants import ChatAction
 from telegram.error import BadRequest, TelegramError
 
 from bots.telegram.flood import patiently
+from bots.telegram.replies import reply
 
 log = logging.getLogger("retouch.telegram")
 
@@ -46,6 +47,13 @@ class StatusBoard:
     def sent(self, chat_id: int) -> None:
         """A message just went to this chat: it spends the chat's budget as an edit would."""
         self._last_edit[chat_id] = time.monotonic()
+
+    async def open(self, message: Message, text: str) -> Message | None:
+        """Reply to `message` with the status message a job's progress is shown in."""
+        status = await reply(message, text)
+        if status is not None:
+            self.sent(status.chat.id)
+        return status
 
     async def show(
         self, chat_id: int, message_id: int, text: str, keyboard: InlineKeyboardMarkup | None

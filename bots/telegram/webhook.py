@@ -16,7 +16,7 @@ from telegram import Update
 from telegram.ext import Application
 
 from bots.ops import split_listen
-from core.settings import Settings
+from bots.telegram.settings import TelegramSettings
 
 log = logging.getLogger("retouch.telegram")
 
@@ -43,21 +43,21 @@ async def receive(request: web.Request) -> web.Response:
 
 
 async def start_webhook(
-    app: Application[Any, Any, Any, Any, Any, Any], settings: Settings
+    app: Application[Any, Any, Any, Any, Any, Any], telegram: TelegramSettings
 ) -> web.AppRunner:
     """Listen on `TELEGRAM_WEBHOOK_LISTEN` at the URL's path, then tell Telegram the URL."""
     server = web.Application(client_max_size=MAX_UPDATE_BYTES)
     server[APP] = app
-    server[SECRET] = settings.webhook_secret
-    path = urlsplit(settings.telegram_webhook_url).path or "/"
+    server[SECRET] = telegram.secret_token
+    path = urlsplit(telegram.webhook_url).path or "/"
     server.router.add_post(path, receive)
     runner = web.AppRunner(server, access_log=None)
     await runner.setup()
-    host, port = split_listen(settings.telegram_webhook_listen)
+    host, port = split_listen(telegram.webhook_listen)
     await web.TCPSite(runner, host, port).start()
     await app.bot.set_webhook(
-        settings.telegram_webhook_url,
-        secret_token=settings.webhook_secret,
+        telegram.webhook_url,
+        secret_token=telegram.secret_token,
         allowed_updates=Update.ALL_TYPES,
         max_connections=100,
     )

@@ -1,0 +1,107 @@
+"""The text commands (`/start`, `/help`, `/quota`, `/fidelity`, `/forget`, `/stats`, `/grant`)
+and the command menu. The answers come from `ChatCommands`, shared with the Discord bot."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+
+from telegram import Bot, BotCommand, Update
+from telegram.ext import BaseHandler, CommandHandler, ContextTypes
+
+from bots import messages as m
+from bots.chat_commands import ChatCommands
+from bots.telegram.keyboards import forget_keyboard
+from bots.telegram.replies import reply
+from bots.telegram.target import lang_of
+
+Context = ContextTypes.DEFAULT_TYPE
+Answer = Callable[[str, m.Lang], Awaitable[str]]
+"""The line for a user id and language."""
+
+MENU = {
+    "en": [
+        ("retouch", "Retouch a photo (reply to one, or caption it)"),
+        ("quota", "Photos left today"),
+        ("fidelity", "Save or show your default strength"),
+        ("help", "How to use the bot"),
+        ("forget", "Delete what the bot keeps about you"),
+        ("start", "Start"),
+    ],
+    "zh": [
+        ("retouch", "美颜照片(回复照片或写在说明中)"),
+        ("quota", "今天剩余次数"),
+        ("fidelity", "保存或查看默认强度"),
+        ("help", "使用说明"),
+        ("forget", "删除关于你的数据"),
+        ("start", "开始"),
+    ],
+}
+"""The command menu (`setMyCommands`) by language; the admin commands stay out of it."""
+
+
+class CommandHandlers:
+    """Each command's handler: who asked and with what in, the shared answer out."""
+
+    def __init__(self, commands: ChatCommands) -> None:
+        self.commands = commands
+
+    def handlers(self) -> list[BaseHandler[Update, Context, None]]:
+        return [
+            CommandHandler("start", self.on_start),
+            CommandHandler("help", self.on_help),
+            CommandHandler("quota", self.on_quota),
+            CommandHandler("fidelity", self.on_fidelity),
+            CommandHandler("forget", self.on_forget),
+            CommandHandler("stats", self.on_stats),
+            CommandHandler("grant", self.on_grant),
+        ]
+
+    async def on_start(self, update: Update, context: Context) -> None:
+        await self._answer(update, _line("start"))
+
+    async def on_help(self, update: Update, context: Context) -> None:
+        await self._answer(update, _line("help"))
+
+    async def on_quota(self, update: Update, context: Context) -> None:
+        await self._answer(update, self.commands.quota)
+
+    async def on_fidelity(self, update: Update, context: Context) -> None:
+        value = " ".join(context.args or [])
+        await self._answer(update, lambda user, lang: self.commands.fidelity(user, lang, value))
+
+    async def on_stats(self, update: Update, context: Context) -> None:
+        await self._answer(update, self.commands.stats)
+
+    async def on_grant(self, update: Update, context: Context) -> None:
+        args = context.args or []
+        who, credits = args if len(args) == 2 else (None, None)
+        await self._answer(update, lambda user, lang: self.commands.grant(user, lang, who, credits))
+
+    async def on_forget(self, update: Update, context: Context) -> None:
+        """Ask first: the answer comes by button (see `ButtonHandlers`)."""
+        message = update.effective_message
+        if message is not None and message.from_user is not None:
+            lang = lang_of(message)
+            keyboard = forget_keyboard(message.from_user.id, lang)
+            await reply(message, m.text("forget_confirm", lang), keyboard)
+
+    async def _answer(self, update: Update, answer: Answer) -> None:
+        message = update.effective_message
+        if message is not None and message.from_user is not None:
+            await reply(message, await answer(str(message.from_user.id), lang_of(message)))
+
+
+async def publish_menu(bot: Bot) -> None:
+    """Publish the command menu (`setMyCommands`), in English and Chinese."""
+    for lang, commands in MENU.items():
+        await bot.set_my_commands(
+            [BotCommand(name, description) for name, description in commands],
+            language_code=None if lang == "en" else lang,
+        )
+
+
+def _line(key: str) -> Answer:
+    async def line(user: str, lang: m.Lang) -> str:
+        return m.text(key, lang)
+
+    return line

@@ -1,0 +1,38 @@
+"""Sending a line of text in reply and editing a button's message, flood control waited out.
+
+A line that cannot be sent is logged, never raised: the user's next message will try again.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from telegram import CallbackQuery, InlineKeyboardMarkup, Message
+from telegram.error import TelegramError
+
+from bots.telegram.flood import patiently
+
+log = logging.getLogger("retouch.telegram")
+
+
+async def reply(
+    message: Message, line: str, keyboard: InlineKeyboardMarkup | None = None
+) -> Message | None:
+    """Reply to `message` with `line` (quoting it); the sent message, or None if it failed."""
+    try:
+        return await patiently(
+            lambda: message.reply_text(
+                line, reply_markup=keyboard, do_quote=True, disable_web_page_preview=True
+            )
+        )
+    except TelegramError as exc:
+        log.warning("could not reply in chat %s: %s", message.chat.id, exc.message)
+        return None
+
+
+async def edit(query: CallbackQuery, line: str) -> None:
+    """Replace the text of the message whose button was pressed (and its buttons)."""
+    try:
+        await patiently(lambda: query.edit_message_text(line))
+    except TelegramError as exc:
+        log.debug("could not edit the button message: %s", exc)
