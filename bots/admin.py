@@ -20,7 +20,9 @@ def parse_user(text: str) -> tuple[str, str]:
     """`telegram:123` -> ("telegram", "123")."""
     parsed = parse_platform_id(text)
     if parsed is None:
-        raise UserArgError(f"{text!r} is not a user; write it as telegram:123 or discord:456")
+        raise UserArgError(
+            f"{text!r} is not a user; write it as telegram:123 or discord:456 (the numeric id)"
+        )
     return parsed
 
 

@@ -18,12 +18,13 @@ from pydantic import (
     Field,
     SecretStr,
     ValidationError,
+    ValidationInfo,
     field_validator,
 )
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from core.errors import ConfigError
-from core.platform_ids import parse_platform_id
+from core.platform_ids import Kind, parse_platform_id
 
 Backend = Literal["auto", "api", "local"]
 
@@ -149,10 +150,11 @@ class Settings(EnvSettings):
 
     @field_validator("admin_ids", "access_allowed_users", "access_allowed_chats", mode="before")
     @classmethod
-    def _parse_admins(cls, value: Any) -> Any:
+    def _parse_admins(cls, value: Any, info: ValidationInfo) -> Any:
+        kind: Kind = "chat" if info.field_name == "access_allowed_chats" else "user"
         items = split_csv(value)
         for item in items:
-            if parse_platform_id(str(item)) is None:
+            if parse_platform_id(str(item), kind=kind) is None:
                 raise ValueError(f"{item!r} is not platform:id, e.g. telegram:123 or discord:456")
         return items
 

@@ -1,4 +1,4 @@
-"""The shared chat-command rules on their own: redo values, command fidelities, `platform:id`."""
+"""The shared chat-command rules on their own: redo values and command fidelities."""
 
 from __future__ import annotations
 
@@ -8,7 +8,6 @@ import pytest
 
 from bots.chat_commands import read_fidelity, redo_choice
 from core.errors import FidelityError
-from core.platform_ids import parse_platform_id
 
 
 @pytest.mark.parametrize(
@@ -41,23 +40,3 @@ def test_command_fidelities_follow_the_one_rule(value: float | str) -> None:
 def test_command_fidelities_from_text_and_numbers() -> None:
     assert read_fidelity("30%") == pytest.approx(0.3)
     assert read_fidelity(0.123456) == 0.1235
-
-
-@pytest.mark.parametrize(
-    ("text", "default", "expected"),
-    [
-        ("telegram:123", None, ("telegram", "123")),
-        (" discord:456 ", None, ("discord", "456")),
-        ("telegram:-100500", None, ("telegram", "-100500")),
-        ("123", "telegram", ("telegram", "123")),
-        ("discord:42", "telegram", ("discord", "42")),
-        ("123", None, None),
-        ("tg:1", None, None),
-        ("telegram:", None, None),
-        ("telegram:abc", None, None),
-        ("telegram:١٢٣", None, None),
-        ("", "telegram", None),
-    ],
-)
-def test_platform_ids(text: str, default: str | None, expected: tuple[str, str] | None) -> None:
-    assert parse_platform_id(text, default=default) == expected  # type: ignore[arg-type]

@@ -146,9 +146,21 @@ def test_jobs_lists_stored_jobs(tmp_path: Path) -> None:
     assert line.startswith(job_id) and "queued" in line and "discord:7" in line
 
 
-def test_bad_user_argument(tmp_path: Path) -> None:
-    done = run_cli("quota", "show", "tg:1", cwd=tmp_path)
+@pytest.mark.parametrize(
+    "args",
+    [
+        ("quota", "show", "tg:1"),
+        ("quota", "grant", "telegram:@alice", "5"),
+        ("quota", "grant", "telegram: 123", "5"),
+        ("quota", "grant", "telegram:0123", "5"),
+        ("jobs", "--user", "discord:-5"),
+    ],
+)
+def test_bad_user_argument(tmp_path: Path, args: tuple[str, ...]) -> None:
+    done = run_cli(*args, cwd=tmp_path)
     assert done.returncode == 2
     assert done.stderr.strip() == (
-        "retouch-bot: 'tg:1' is not a user; write it as telegram:123 or discord:456"
+        f"retouch-bot: {args[2]!r} is not a user; write it as "
+        "telegram:123 or discord:456 (the numeric id)"
     )
+    assert not (tmp_path / "data").exists()  # refused before the store is touched
