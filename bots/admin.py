@@ -6,10 +6,11 @@ import sys
 import time
 from datetime import UTC, datetime
 
+from bots.store_access import with_store
 from core.platform_ids import parse_platform_id
 from core.quota import QuotaPolicy
 from core.settings import Settings
-from core.store import open_store
+from core.store import JobStore
 
 
 class UserArgError(ValueError):
@@ -24,6 +25,15 @@ def parse_user(text: str) -> tuple[str, str]:
             f"{text!r} is not a user; write it as telegram:123 or discord:456 (the numeric id)"
         )
     return parsed
+
+
+def _user_or_exit(text: str) -> tuple[str, str] | None:
+    """The user `text` names, or None having said on stderr why it names none."""
+    try:
+        return parse_user(text)
+    except UserArgError as exc:
+        print(f"retouch-bot: {exc}", file=sys.stderr)
+        return None
 
 
 def _when(ts: float) -> str:
@@ -41,64 +51,60 @@ def _policy(settings: Settings) -> QuotaPolicy:
 
 async def quota_show(settings: Settings, user: str) -> int:
     """Print used, left, credits and the reset time of one user's quota today."""
-    try:
-        platform, user_id = parse_user(user)
-    except UserArgError as exc:
-        print(f"retouch-bot: {exc}", file=sys.stderr)
+    who = _user_or_exit(user)
+    if who is None:
         return 2
+    platform, user_id = who
     policy = _policy(settings)
     now = time.time()
-    store = await open_store(settings)
-    try:
+
+    async def show(store: JobStore) -> int:
         usage = await store.usage(platform, user_id, policy.day_key(now))
-    finally:
-        await store.close()
-    status = policy.status(usage, now, platform=platform, user_id=user_id)
-    limit = "unlimited" if status.limit is None else str(status.limit)
-    left = "unlimited" if status.left is None else str(status.left)
-    print(f"user:     {platform}:{user_id}")
-    print(f"used:     {status.used} of {limit} today")
-    print(f"left:     {left}")
-    print(f"credits:  {status.credits} (granted, spent after the daily allowance)")
-    print(f"resets:   {_when(status.resets_at)}")
-    return 0
+        status = policy.status(usage, now, platform=platform, user_id=user_id)
+        limit = "unlimited" if status.limit is None else str(status.limit)
+        left = "unlimited" if status.left is None else str(status.left)
+        print(f"user:     {platform}:{user_id}")
+        print(f"used:     {status.used} of {limit} today")
+        print(f"left:     {left}")
+        print(f"credits:  {status.credits} (granted, spent after the daily allowance)")
+        print(f"resets:   {_when(status.resets_at)}")
+        return 0
+
+    return await with_store(settings, show)
 
 
 async def quota_grant(settings: Settings, user: str, credits: int) -> int:
     """Add (or with a negative number take back) extra credits for one user."""
-    try:
-        platform, user_id = parse_user(user)
-    except UserArgError as exc:
-        print(f"retouch-bot: {exc}", file=sys.stderr)
+    who = _user_or_exit(user)
+    if who is None:
         return 2
-    store = await open_store(settings)
-    try:
+    platform, user_id = who
+
+    async def grant(store: JobStore) -> int:
         balance = await store.grant(platform, user_id, credits)
-    finally:
-        await store.close()
-    print(f"{platform}:{user_id} now has {balance} extra credits")
-    return 0
+        print(f"{platform}:{user_id} now has {balance} extra credits")
+        return 0
+
+    return await with_store(settings, grant)
 
 
 async def list_jobs(settings: Settings, limit: int, user: str | None) -> int:
     """Print the newest jobs, one line each."""
-    try:
-        who = parse_user(user) if user else None
-    except UserArgError as exc:
-        print(f"retouch-bot: {exc}", file=sys.stderr)
+    who = _user_or_exit(user) if user else None
+    if user and who is None:
         return 2
-    store = await open_store(settings)
-    try:
+
+    async def listing(store: JobStore) -> int:
         jobs = await store.recent_jobs(limit, user=who)
-    finally:
-        await store.close()
-    if not jobs:
-        print("no jobs")
+        if not jobs:
+            print("no jobs")
+            return 0
+        print(f"{'job':32}  {'state':10}  {'user':22}  {'fidelity':8}  {'updated':20}  error")
+        for job in jobs:
+            print(
+                f"{job.id:32}  {job.state:10}  {job.platform + ':' + job.user_id:22}  "
+                f"{job.fidelity:<8g}  {_when(job.updated_at):20}  {job.error_code or ''}"
+            )
         return 0
-    print(f"{'job':32}  {'state':10}  {'user':22}  {'fidelity':8}  {'updated':20}  error")
-    for job in jobs:
-        print(
-            f"{job.id:32}  {job.state:10}  {job.platform + ':' + job.user_id:22}  "
-            f"{job.fidelity:<8g}  {_when(job.updated_at):20}  {job.error_code or ''}"
-        )
-    return 0
+
+    return await with_store(settings, listing)

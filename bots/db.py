@@ -27,11 +27,12 @@ from typing import Any, TextIO
 
 from pydantic import SecretStr
 
+from bots.store_access import failure_line, with_store
 from core.errors import AlreadyImportedError, StoreError
 from core.jobs import Job
 from core.logs import redact_url
 from core.settings import Settings
-from core.store import DUMP_TABLES, JobStore, StoreDump, describe_store, open_store
+from core.store import DUMP_TABLES, JobStore, StoreDump, describe_store
 
 FORMAT = "retouch-bot-store"
 FORMAT_VERSION = 1
@@ -151,26 +152,15 @@ def _counts(counts: dict[str, int]) -> str:
     return ", ".join(f"{n} {kind.replace('_', ' ')}" for kind, n in counts.items())
 
 
-async def _open(settings: Settings) -> JobStore | None:
-    """The configured store, or None having said on stderr why it cannot be opened."""
-    try:
-        return await open_store(settings)
-    except StoreError as exc:
-        print(f"retouch-bot: {exc}", file=sys.stderr)
-        return None
-
-
 async def db_migrate(settings: Settings) -> int:
     """Create or upgrade the configured store's schema; print where and which version."""
-    store = await _open(settings)
-    if store is None:
-        return 1
-    try:
+
+    async def migrated(store: JobStore) -> int:
         version = await store.schema_version()
-    finally:
-        await store.close()
-    print(f"{describe_store(settings)}: schema version {version} (up to date)")
-    return 0
+        print(f"{describe_store(settings)}: schema version {version} (up to date)")
+        return 0
+
+    return await with_store(settings, migrated)
 
 
 async def db_export(settings: Settings, file: str, from_sqlite: Path | None) -> int:
@@ -183,24 +173,22 @@ async def db_export(settings: Settings, file: str, from_sqlite: Path | None) -> 
             update={"database_path": from_sqlite, "database_url": SecretStr("")}
         )
     where = describe_store(settings)
-    store = await _open(settings)
-    if store is None:
-        return 1
-    try:
+
+    async def export(store: JobStore) -> int:
         dump = await store.export_dump()
-    finally:
-        await store.close()
-    lines = dump_lines(dump, store_identity(settings))
-    if file == "-":
-        for line in lines:
-            sys.stdout.write(line + "\n")
-    else:
-        await asyncio.to_thread(_write_atomically, Path(file), lines)
-    print(
-        f"exported {_counts(dump.counts())} from {where} (export {dump.export_id})",
-        file=sys.stderr if file == "-" else sys.stdout,
-    )
-    return 0
+        lines = dump_lines(dump, store_identity(settings))
+        if file == "-":
+            for line in lines:
+                sys.stdout.write(line + "\n")
+        else:
+            await asyncio.to_thread(_write_atomically, Path(file), lines)
+        print(
+            f"exported {_counts(dump.counts())} from {where} (export {dump.export_id})",
+            file=sys.stderr if file == "-" else sys.stdout,
+        )
+        return 0
+
+    return await with_store(settings, export)
 
 
 async def db_import(settings: Settings, file: str) -> int:
@@ -221,26 +209,25 @@ async def db_import(settings: Settings, file: str) -> int:
             file=sys.stderr,
         )
         return 1
-    store = await _open(settings)
-    if store is None:
-        return 1
-    try:
-        counts = await store.import_dump(dump)
-    except AlreadyImportedError as exc:
-        when = datetime.fromtimestamp(float(exc.params["imported_at"]), UTC)
-        print(
-            f"retouch-bot: {file} (export {dump.export_id}) was already imported into {where} "
-            f"on {when:%Y-%m-%d %H:%M} UTC. Nothing changed.",
-            file=sys.stderr,
-        )
-        return 1
-    except StoreError as exc:
-        print(f"retouch-bot: {exc} Nothing changed.", file=sys.stderr)
-        return 1
-    finally:
-        await store.close()
-    print(f"imported {_counts(counts)} into {where} (export {dump.export_id})")
-    skipped = {k: dump.counts()[k] - n for k, n in counts.items() if dump.counts()[k] != n}
-    if skipped:
-        print(f"kept what {where} already had: {_counts(skipped)} from the file not taken")
-    return 0
+
+    async def add(store: JobStore) -> int:
+        try:
+            counts = await store.import_dump(dump)
+        except AlreadyImportedError as exc:
+            when = datetime.fromtimestamp(float(exc.params["imported_at"]), UTC)
+            print(
+                f"retouch-bot: {file} (export {dump.export_id}) was already imported into "
+                f"{where} on {when:%Y-%m-%d %H:%M} UTC. Nothing changed.",
+                file=sys.stderr,
+            )
+            return 1
+        except StoreError as exc:
+            print(f"retouch-bot: {failure_line(exc)} Nothing changed.", file=sys.stderr)
+            return 1
+        print(f"imported {_counts(counts)} into {where} (export {dump.export_id})")
+        skipped = {k: dump.counts()[k] - n for k, n in counts.items() if dump.counts()[k] != n}
+        if skipped:
+            print(f"kept what {where} already had: {_counts(skipped)} from the file not taken")
+        return 0
+
+    return await with_store(settings, add)

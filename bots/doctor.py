@@ -15,7 +15,7 @@ import httpx
 
 from bots.discord.settings import DiscordSettings
 from bots.telegram.settings import TelegramSettings
-from core.errors import ConfigError, RetouchError
+from core.errors import ConfigError, StoreError
 from core.http import create_http_client, url_origin
 from core.settings import Settings, load_settings
 
@@ -83,32 +83,19 @@ async def run_doctor(
 
 
 async def check_store(settings: Settings) -> Check:
-    from core.store import open_store
+    from core.store import describe_store, open_store
 
-    where = (
-        "PostgreSQL (DATABASE_URL)"
-        if settings.database_url.get_secret_value()
-        else str(settings.database_path)
-    )
     try:
         store = await open_store(settings)
-    except (OSError, RetouchError) as exc:
-        return Check(
-            "database", "FAIL", f"{where}: {exc}", "make DATA_DIR writable or fix DATABASE_URL"
-        )
-    except Exception as exc:  # driver errors of either store
-        return Check(
-            "database",
-            "FAIL",
-            f"{where}: {type(exc).__name__}: {exc}",
-            "fix DATABASE_PATH / DATABASE_URL",
-        )
-    try:
-        version = getattr(store, "schema_version", None)
-        shown = f", schema version {await version()}" if version else ""
-    finally:
-        await store.close()
-    return Check("database", "ok", f"{where} is writable{shown}")
+        try:
+            version = await store.schema_version()
+        finally:
+            await store.close()
+    except StoreError as exc:
+        return Check("database", "FAIL", str(exc), exc.params.get("fix", ""))
+    return Check(
+        "database", "ok", f"{describe_store(settings)} is writable, schema version {version}"
+    )
 
 
 async def check_backend(settings: Settings, client: httpx.AsyncClient) -> Check:

@@ -6,11 +6,18 @@ import asyncio
 import io
 import json
 import os
+import socket
 import sys
 from dataclasses import replace
 from pathlib import Path
 
+import pytest
+
 from bots.db import dump_lines, parse_dump
+from bots.discord.settings import DiscordSettings
+from bots.doctor import run_doctor
+from bots.telegram.settings import TelegramSettings
+from core.settings import load_settings
 from core.store import StoreDump, Usage
 from core.store.postgres import PostgresStore
 from core.store.sqlite import SqliteStore
@@ -137,3 +144,82 @@ def test_an_export_of_the_last_release_still_reads() -> None:
     dump, _ = parse_dump(io.StringIO("\n".join(json.dumps(record) for record in old)))
 
     assert dump.jobs == [job]
+
+
+BROKEN_STORES = {
+    # DATABASE_PATH, what to put there first, what the line says
+    "not a database": ("junk.db", "file", "junk.db: not a SQLite database"),
+    "folder is a file": ("taken/retouch.db", "parent", "cannot create the folder taken"),
+    "a folder": ("folder.db", "folder", "folder.db: cannot be opened"),
+}
+
+
+def _break(tmp_path: Path, path: str, how: str) -> None:
+    if how == "file":
+        (tmp_path / path).write_text("these are not the droids you are looking for\n")
+    elif how == "parent":
+        (tmp_path / Path(path).parent).write_text("a file where the folder should be\n")
+    else:
+        (tmp_path / path).mkdir()
+
+
+STORE_COMMANDS = [
+    ("db", "migrate"),
+    ("db", "export", "out.jsonl"),
+    ("db", "import", "export.jsonl"),
+    ("quota", "show", "telegram:42"),
+    ("quota", "grant", "telegram:42", "3"),
+    ("jobs",),
+]
+
+
+async def test_every_store_command_fails_in_one_line_naming_the_setting(tmp_path: Path) -> None:
+    code, _, err = await cli("db", "export", "export.jsonl", cwd=tmp_path)
+    assert code == 0, err
+    path, how, _ = BROKEN_STORES["not a database"]
+    _break(tmp_path, path, how)
+    results = await asyncio.gather(
+        *(cli(*args, cwd=tmp_path, DATABASE_PATH=path) for args in STORE_COMMANDS)
+    )
+    for args, (code, out, err) in zip(STORE_COMMANDS, results, strict=True):
+        assert (code, out) == (1, ""), (args, out, err)
+        [line] = err.splitlines()
+        assert line.startswith("retouch-bot: SQLite at junk.db: not a SQLite database"), args
+        assert " — fix: point DATABASE_PATH at " in line, args
+
+
+@pytest.mark.parametrize("case", sorted(BROKEN_STORES))
+async def test_a_store_that_cannot_be_opened_is_one_line(tmp_path: Path, case: str) -> None:
+    path, how, said = BROKEN_STORES[case]
+    _break(tmp_path, path, how)
+    code, out, err = await cli("jobs", cwd=tmp_path, DATABASE_PATH=path)
+    assert (code, out) == (1, "")
+    [line] = err.splitlines()
+    assert said in line and "— fix: " in line and "DATABASE_PATH" in line
+
+
+async def test_an_unreachable_postgresql_is_one_line_without_the_password(tmp_path: Path) -> None:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    url = f"postgresql://bot:hunter2@127.0.0.1:{port}/retouch"
+    code, out, err = await cli("quota", "show", "discord:7", cwd=tmp_path, DATABASE_URL=url)
+    assert (code, out) == (1, "")
+    [line] = err.splitlines()
+    assert line.startswith("retouch-bot: Cannot connect to PostgreSQL at postgresql://bot:***@")
+    assert "— fix: check DATABASE_URL" in line and "hunter2" not in line
+
+
+async def test_doctor_names_the_same_fix(tmp_path: Path) -> None:
+    path, how, _ = BROKEN_STORES["not a database"]
+    _break(tmp_path, path, how)
+    lines: list[str] = []
+    await run_doctor(
+        load_settings(database_path=tmp_path / path),
+        TelegramSettings.load(),
+        DiscordSettings.load(),
+        out=lines.append,
+    )
+    [line] = [text for text in lines if "] database:" in text]
+    assert line.startswith("[FAIL] database: SQLite at ") and "not a SQLite database" in line
+    assert line.count("— fix: ") == 1 and "point DATABASE_PATH at " in line

@@ -1,10 +1,20 @@
-"""Which store the settings name, opened: PostgreSQL when `DATABASE_URL` is set, else SQLite."""
+"""Which store the settings name, opened: PostgreSQL when `DATABASE_URL` is set, else SQLite.
+
+A store that cannot be opened raises `StoreError` naming the store, the setting and the fix
+(`params["fix"]`), whichever driver failed and why: the one wording every command shows.
+"""
 
 from __future__ import annotations
 
+import sqlite3
+from pathlib import Path
+
+from core.errors import StoreError
 from core.logs import redact_url
 from core.settings import Settings
 from core.store.protocol import JobStore
+
+POSTGRES_FIX = "check DATABASE_URL (host, port, user, password, database) and that the server runs"
 
 
 def describe_store(settings: Settings) -> str:
@@ -24,7 +34,40 @@ async def open_store(settings: Settings) -> JobStore:
     if url:
         from core.store.postgres import PostgresStore
 
-        return await PostgresStore.open(url, max_size=settings.database_pool_size)
+        try:
+            return await PostgresStore.open(url, max_size=settings.database_pool_size)
+        except StoreError as exc:
+            fix = _newer_fix(exc, "DATABASE_URL") or POSTGRES_FIX
+            raise StoreError(exc.message, fix=fix) from exc
     from core.store.sqlite import SqliteStore
 
-    return await SqliteStore.open(settings.database_path)
+    try:
+        return await SqliteStore.open(settings.database_path)
+    except (OSError, sqlite3.Error, StoreError) as exc:
+        raise sqlite_failure(describe_store(settings), settings.database_path, exc) from None
+
+
+def sqlite_failure(where: str, path: Path, exc: BaseException) -> StoreError:
+    """Why the SQLite file at `path` cannot be used, and what to do about it."""
+    fix = _newer_fix(exc, "DATABASE_PATH")
+    if isinstance(exc, StoreError) and fix:
+        return StoreError(exc.message, fix=fix)
+    cause = exc.__cause__ if isinstance(exc, StoreError) and exc.__cause__ else exc
+    writable = "set DATABASE_PATH to a file in a folder this user may write"
+    if isinstance(cause, OSError):
+        blocked = isinstance(cause, (FileExistsError, NotADirectoryError))
+        why = "a file is in the way" if blocked else cause.strerror or str(cause)
+        return StoreError(f"{where}: cannot create the folder {path.parent}: {why}", fix=writable)
+    if isinstance(cause, sqlite3.DatabaseError) and not isinstance(cause, sqlite3.OperationalError):
+        return StoreError(
+            f"{where}: not a SQLite database ({cause})",
+            fix="point DATABASE_PATH at the bot's database, or move that file away to start afresh",
+        )
+    return StoreError(f"{where}: cannot be opened ({cause})", fix=writable)
+
+
+def _newer_fix(exc: BaseException, setting: str) -> str:
+    """The fix for a database whose schema is newer than this program; "" for other errors."""
+    if isinstance(exc, StoreError) and "version" in exc.params:
+        return f"upgrade retouch-bot, or point {setting} at another database"
+    return ""
