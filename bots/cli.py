@@ -222,10 +222,9 @@ async def _dispatch_bots(command: str, settings: Settings) -> int:
 
     runners = _configured_runners(settings, telegram, discord)
     if not runners:
-        print(
-            "retouch-bot: no bot configured: set TELEGRAM_BOT_TOKEN and/or DISCORD_BOT_TOKEN",
-            file=sys.stderr,
-        )
+        from bots.enabled import NO_BOT
+
+        print(f"retouch-bot: {NO_BOT}", file=sys.stderr)
         return 2
     await serve(settings, runners)
     return 0
@@ -235,12 +234,15 @@ def _configured_runners(
     settings: Settings, telegram: TelegramSettings, discord: DiscordSettings
 ) -> list[BotRunner]:
     """A runner for each bot whose token is set."""
+    from bots.enabled import enabled_bots
+
+    enabled = enabled_bots(telegram, discord)
     runners: list[BotRunner] = []
-    if telegram.bot_token.get_secret_value():
+    if "telegram" in enabled:
         from bots.telegram.run import TelegramRunner
 
         runners.append(TelegramRunner(settings, telegram))
-    if discord.bot_token.get_secret_value():
+    if "discord" in enabled:
         from bots.discord.run import DiscordRunner
 
         runners.append(DiscordRunner(settings, discord))

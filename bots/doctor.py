@@ -1,6 +1,7 @@
 """`retouch-bot doctor`: check the configuration, store, upstream and bot tokens, one line each.
 
-Every check says ok, FAIL (with the fix) or skip; the exit code is 1 when anything failed. The
+Every check says ok, warn or FAIL (both with the fix) or skip. The exit code agrees with `run`:
+2 when the bots cannot start (a bad setting, no bot configured), else 1 when a check failed. The
 upstream is probed with a request that carries no image, which the retouch API answers with its
 "needs an image" error at no cost: that proves it is reachable and accepts the key.
 """
@@ -14,12 +15,15 @@ from typing import Literal
 import httpx
 
 from bots.discord.settings import DiscordSettings
+from bots.enabled import NO_BOT_FIX, enabled_bots
 from bots.telegram.settings import TelegramSettings
 from core.errors import ConfigError, StoreError
 from core.http import create_http_client, url_origin
 from core.settings import Settings, load_settings
 
-Verdict = Literal["ok", "FAIL", "skip"]
+Verdict = Literal["ok", "warn", "FAIL", "skip"]
+EXIT_CODES: dict[Verdict, int] = {"ok": 0, "skip": 0, "FAIL": 1, "warn": 2}
+"""A warning is what stops `run` (no bot configured: its exit code 2); a failed probe is 1."""
 PROBE_TIMEOUT = 15.0
 
 
@@ -31,7 +35,7 @@ class Check:
     fix: str = ""
 
     def line(self) -> str:
-        tail = f" — fix: {self.fix}" if self.fix and self.verdict == "FAIL" else ""
+        tail = f" — fix: {self.fix}" if self.fix and self.verdict in ("FAIL", "warn") else ""
         return f"[{self.verdict:^4}] {self.name}: {self.detail}{tail}"
 
 
@@ -42,7 +46,8 @@ async def run_doctor(
     *,
     out: Callable[[str], None] = print,
 ) -> int:
-    """Run every check, print one line each; 0 when nothing failed, else 1 (2: bad settings).
+    """Run every check, print one line each; 0 when all is well, 1 when a check failed, 2 when
+    `run` would refuse to start (a bad setting, no bot configured).
 
     Settings not given are read from the environment and `.env`.
     """
@@ -55,19 +60,15 @@ async def run_doctor(
             Check("configuration", "FAIL", str(exc), "correct it in .env or the environment").line()
         )
         return 2
-    bots = [
-        name
-        for name, token in (("telegram", telegram.bot_token), ("discord", discord.bot_token))
-        if token.get_secret_value()
+    bots = enabled_bots(telegram, discord)
+    checks = [
+        Check("configuration", "ok", describe_backend(settings)),
+        Check("bots", "ok", ", ".join(bots))
+        if bots
+        else Check("bots", "warn", "none configured", NO_BOT_FIX),
     ]
-    out(
-        Check(
-            "configuration",
-            "ok",
-            f"backend {settings.effective_backend}, bots: {', '.join(bots) or 'none configured'}",
-        ).line()
-    )
-    failed = False
+    for check in checks:
+        out(check.line())
     async with create_http_client(settings) as client:
         probes: list[Callable[[], Awaitable[Check]]] = [
             lambda: check_store(settings),
@@ -77,9 +78,24 @@ async def run_doctor(
         ]
         for probe in probes:
             check = await probe()
-            failed |= check.verdict == "FAIL"
+            checks.append(check)
             out(check.line())
-    return 1 if failed else 0
+    return max(EXIT_CODES[check.verdict] for check in checks)
+
+
+def describe_backend(settings: Settings) -> str:
+    """The backend setting as it is written, and what it comes to."""
+    chosen = f"RETOUCH_BACKEND={settings.retouch_backend}"
+    if settings.retouch_backend == "auto":
+        key = (
+            "RETOUCH_API_KEY set"
+            if settings.retouch_api_key.get_secret_value()
+            else "no RETOUCH_API_KEY"
+        )
+        chosen = f"{chosen}, {key}"
+    if settings.effective_backend == "local":
+        return f"{chosen}: the local engine"
+    return f"{chosen}: the hosted API at {url_origin(settings.retouch_api_base_url)}"
 
 
 async def check_store(settings: Settings) -> Check:
@@ -165,7 +181,7 @@ def _check_engine() -> Check:
             f"the local engine does not load: {exc}",
             "reinstall the package: its face models or ai-edge-litert are missing",
         )
-    return Check("upstream", "ok", "the local engine loads (no API key: RETOUCH_BACKEND=local)")
+    return Check("upstream", "ok", "the local engine loads")
 
 
 async def check_telegram(telegram: TelegramSettings, client: httpx.AsyncClient) -> Check:

@@ -164,3 +164,12 @@ def test_bad_user_argument(tmp_path: Path, args: tuple[str, ...]) -> None:
         "telegram:123 or discord:456 (the numeric id)"
     )
     assert not (tmp_path / "data").exists()  # refused before the store is touched
+
+
+def test_run_and_doctor_agree_when_no_bot_is_configured(tmp_path: Path) -> None:
+    ran, checked = run_cli("run", cwd=tmp_path), run_cli("doctor", cwd=tmp_path)
+    assert (ran.returncode, checked.returncode) == (2, 2)
+    fix = "set TELEGRAM_BOT_TOKEN and/or DISCORD_BOT_TOKEN"
+    assert ran.stderr.strip() == f"retouch-bot: no bot configured: {fix}"
+    assert f"[warn] bots: none configured — fix: {fix}\n" in checked.stdout
+    assert "[ ok ] configuration: RETOUCH_BACKEND=local: the local engine\n" in checked.stdout

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from bots.discord.settings import DiscordSettings
-from bots.doctor import run_doctor
+from bots.doctor import describe_backend, run_doctor
 from bots.telegram.settings import TelegramSettings
 from core.settings import load_settings
 from tests.fake_discord import FakeDiscord
@@ -93,7 +93,9 @@ async def test_bad_token_bad_key_and_unreachable_upstream(
         assert "token was rejected" in line(lines, "discord")
 
         code, lines = await doctor(
-            retouch_api_key=KEY, retouch_api_base_url=f"http://127.0.0.1:{free_port()}/v1"
+            discord={"bot_token": dc.token},
+            retouch_api_key=KEY,
+            retouch_api_base_url=f"http://127.0.0.1:{free_port()}/v1",
         )
     assert code == 1
     assert "is unreachable" in line(lines, "upstream")
@@ -108,3 +110,42 @@ async def test_bad_setting_is_reported_as_such(monkeypatch: pytest.MonkeyPatch) 
     lines: list[str] = []
     assert await run_doctor(out=lines.append) == 2
     assert lines[0].startswith("[FAIL] configuration: QUOTA_PER_USER_PER_DAY:")
+
+
+async def test_no_bot_is_a_warning_and_exit_2_like_run(tmp_path: Path) -> None:
+    code, lines = await doctor()
+    assert code == 2, lines
+    assert line(lines, "bots") == (
+        "[warn] bots: none configured — fix: set TELEGRAM_BOT_TOKEN and/or DISCORD_BOT_TOKEN"
+    )
+    assert line(lines, "database").startswith("[ ok ]")  # the other checks still run
+
+
+@pytest.mark.parametrize(
+    ("overrides", "shown"),
+    [
+        ({}, "RETOUCH_BACKEND=auto, no RETOUCH_API_KEY: the local engine"),
+        ({"retouch_backend": "local"}, "RETOUCH_BACKEND=local: the local engine"),
+        (
+            {"retouch_backend": "api", "retouch_api_key": KEY},
+            "RETOUCH_BACKEND=api: the hosted API at https://api.xty.app",
+        ),
+        (
+            {"retouch_api_key": KEY},
+            "RETOUCH_BACKEND=auto, RETOUCH_API_KEY set: the hosted API at https://api.xty.app",
+        ),
+    ],
+)
+def test_the_backend_is_shown_as_set(overrides: dict[str, Any], shown: str) -> None:
+    assert describe_backend(load_settings(**overrides)) == shown
+
+
+async def test_the_configuration_line_shows_settings_as_they_are(tmp_path: Path) -> None:
+    async with FakeTelegram() as tg:
+        code, lines = await doctor(telegram={"bot_token": tg.token, "api_base_url": tg.base_url})
+    assert code == 0, lines
+    assert line(lines, "configuration") == (
+        "[ ok ] configuration: RETOUCH_BACKEND=auto, no RETOUCH_API_KEY: the local engine"
+    )
+    assert line(lines, "bots") == "[ ok ] bots: telegram"
+    assert line(lines, "upstream") == "[ ok ] upstream: the local engine loads"
