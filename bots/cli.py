@@ -26,6 +26,7 @@ def build_parser() -> argparse.ArgumentParser:
         prog="retouch-bot",
         description="Retouch portrait photos from Telegram, Discord or the command line.",
     )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     retouch = commands.add_parser(
@@ -120,6 +121,16 @@ def build_parser() -> argparse.ArgumentParser:
     jobs.add_argument("-n", "--limit", type=int, default=20, help="how many (default 20)")
     jobs.add_argument("--user", help="only this user (telegram:123)")
     return parser
+
+
+def _version() -> str:
+    """The installed package's version (pyproject.toml's)."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("retouch-bot")
+    except PackageNotFoundError:
+        return "(not installed as a package)"
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -173,3 +173,12 @@ def test_run_and_doctor_agree_when_no_bot_is_configured(tmp_path: Path) -> None:
     assert ran.stderr.strip() == f"retouch-bot: no bot configured: {fix}"
     assert f"[warn] bots: none configured — fix: {fix}\n" in checked.stdout
     assert "[ ok ] configuration: RETOUCH_BACKEND=local: the local engine\n" in checked.stdout
+
+
+def test_version_is_the_projects(tmp_path: Path) -> None:
+    import tomllib
+
+    pyproject = Path(__file__).resolve().parent.parent / "pyproject.toml"
+    expected = tomllib.loads(pyproject.read_text())["project"]["version"]
+    done = run_cli("--version", cwd=tmp_path)
+    assert (done.returncode, done.stdout) == (0, f"retouch-bot {expected}\n")
