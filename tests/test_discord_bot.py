@@ -620,3 +620,15 @@ def test_sharding_settings(count: Any, ids: list[int], expected: str) -> None:
     assert type(client).__name__ == expected
     if isinstance(client, discord.AutoShardedClient):
         assert client.shard_ids == (ids or None)
+
+
+@pytest.mark.parametrize("count", [None, "auto"])
+def test_no_voice_warnings_at_start_up(
+    count: Any, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The bot never joins a voice channel: missing voice libraries are no news to operators."""
+    monkeypatch.setattr(discord.VoiceClient, "warn_nacl", True)  # as in a fresh process
+    monkeypatch.setattr(discord.VoiceClient, "warn_dave", True, raising=False)
+    with caplog.at_level(logging.DEBUG, logger="discord"):
+        build_client(DiscordSettings.load(shard_count=count))
+    assert not [r for r in caplog.records if "voice" in r.getMessage().lower()]

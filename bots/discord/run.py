@@ -30,10 +30,13 @@ log = logging.getLogger("retouch.discord")
 
 
 def build_client(settings: DiscordSettings) -> discord.Client:
-    """A client with the default (unprivileged) intents, sharded as the settings say.
+    """A client with the default (unprivileged) intents, sharded as the settings say, and no
+    voice (whose missing libraries discord.py would warn about).
 
     The settings have checked that shard ids come only with a numeric shard count.
     """
+    discord.VoiceClient.warn_nacl = False
+    discord.VoiceClient.warn_dave = False
     count = settings.shard_count
     options: dict[str, Any] = {
         "intents": discord.Intents.default(),
