@@ -233,6 +233,7 @@ class RetouchService(UserAccounts):
                 local.task.cancel()
         await self.store.refund(job_id)
         self._drop(job_id)
+        self._log_finished(cancelled)
         await self._emit(JobEvent("cancelled", cancelled))
         return True
 
@@ -369,6 +370,7 @@ class RetouchService(UserAccounts):
         await self.results.discard([job.result_path])
         self._drop(job.id)
         if done is not None:
+            self._log_finished(done)
             await self._emit(JobEvent("done", done))
 
     async def _fail(self, job: Job, error: RetouchError) -> None:
@@ -387,8 +389,14 @@ class RetouchService(UserAccounts):
         if failed.result_path:
             await self.results.discard([failed.result_path])
         self._drop(failed.id)
-        log.info("job %s failed: %s (%s)", job.id, error.code, error)
+        self._log_finished(failed, f": {error.code} ({error})")
         await self._emit(JobEvent("failed", failed, error=error))
+
+    def _log_finished(self, job: Job, detail: str = "") -> None:
+        """The one INFO line a finished job leaves: id, outcome, platform, seconds since it was
+        accepted; nothing about who sent it."""
+        seconds = self._clock() - job.created_at
+        log.info("job %s %s on %s in %.1f s%s", job.id, job.state, job.platform, seconds, detail)
 
     def _drop(self, job_id: str) -> None:
         """Forget a job here (settled, or no longer ours); no-op when already forgotten."""

@@ -7,6 +7,7 @@ run two services on one store, as two processes would.
 from __future__ import annotations
 
 import asyncio
+import logging
 import math
 import os
 import signal
@@ -725,3 +726,35 @@ async def test_shutdown_hands_the_queue_to_another_replica_at_once(
     assert [(j.state, j.owner) for j in left if j] == [("queued", None)] * 3
     await b_hooks.wait_for("done", 3)  # no stale wait: the jobs were given back
     assert sorted(j.id for j, _ in b_hooks.delivered) == sorted(j.id for j in jobs)
+
+
+class SlowEcho(EchoBackend):
+    """An echo that takes `seconds` of the service's clock."""
+
+    def __init__(self, clock: Clock, seconds: float) -> None:
+        super().__init__()
+        self.clock, self.seconds = clock, seconds
+
+    async def retouch(self, image: Any, fidelity: float) -> bytes:
+        self.clock.now += self.seconds
+        return await super().retouch(image, fidelity)
+
+
+async def test_every_finished_job_leaves_one_info_line_without_personal_data(
+    make_service: ServiceFactory, portrait_bytes: bytes, caplog: pytest.LogCaptureFixture
+) -> None:
+    clock = Clock()
+    service, hooks = await make_service(backend=SlowEcho(clock, 12.5), clock=clock)
+    user, chat = "777001", "-100777002"
+    with caplog.at_level(logging.INFO, logger="retouch"):
+        done, _ = await service.submit(request_for(user, portrait_bytes, chat=chat))
+        await hooks.wait_for("done")
+        failed, _ = await service.submit(request_for(user, b"not an image", chat=chat))
+        await hooks.wait_for("failed")
+    finished = [r.getMessage() for r in caplog.records if r.getMessage().startswith("job ")]
+    assert len(finished) == 2
+    assert finished[0] == f"job {done.id} done on telegram in 12.5 s"
+    assert finished[1].startswith(f"job {failed.id} failed on telegram in 0.0 s: not_an_image (")
+    assert all(r.levelno == logging.INFO for r in caplog.records if "job " in r.getMessage())
+    for record in caplog.records:
+        assert user not in record.getMessage() and chat not in record.getMessage()
