@@ -14,12 +14,9 @@ store remembers the export's id), and so is importing a store into itself.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import dataclasses
 import json
-import os
 import sys
-import tempfile
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -27,6 +24,7 @@ from typing import Any, TextIO
 
 from pydantic import SecretStr
 
+from bots.atomic import write_atomically
 from bots.store_access import failure_line, with_store
 from core.errors import AlreadyImportedError, StoreError
 from core.jobs import Job
@@ -127,18 +125,8 @@ def parse_dump(lines: TextIO) -> tuple[StoreDump, dict[str, Any]]:
     return dump, header
 
 
-def _write_atomically(path: Path, lines: Iterator[str]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, partial = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".part")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as out:
-            for line in lines:
-                out.write(line + "\n")
-        os.replace(partial, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(partial)
-        raise
+def _encoded(lines: Iterator[str]) -> Iterator[bytes]:
+    return ((line + "\n").encode("utf-8") for line in lines)
 
 
 def _read(file: str) -> tuple[StoreDump, dict[str, Any]]:
@@ -181,7 +169,7 @@ async def db_export(settings: Settings, file: str, from_sqlite: Path | None) -> 
             for line in lines:
                 sys.stdout.write(line + "\n")
         else:
-            await asyncio.to_thread(_write_atomically, Path(file), lines)
+            await asyncio.to_thread(write_atomically, Path(file), _encoded(lines))
         print(
             f"exported {_counts(dump.counts())} from {where} (export {dump.export_id})",
             file=sys.stderr if file == "-" else sys.stdout,
