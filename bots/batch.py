@@ -1,128 +1,148 @@
-"""`retouch-bot retouch`: photo files through the core, concurrently, one line per failure."""
+"""`retouch-bot retouch`: photo files through the core, concurrently, one line per photo.
+
+What is read and written where is `bots.batch_plan`'s; this runs the plan, writes each result
+(in the format its name asks, see `bots.photo_output`) and ends with a summary line.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import sys
 import time
+from collections import Counter
+from collections.abc import Callable
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from tqdm import tqdm
 
+from bots.atomic import write_atomically
+from bots.batch_plan import InputError, Task, plan
+from bots.photo_output import capture_date, encode_result
 from core.backend import RetouchBackend, open_backend
 from core.captions import parse_fidelity
 from core.errors import RetouchError
-from core.formats import EXTENSIONS, sniff_format
 from core.imaging import ImageLimits
 from core.pipeline import retouch_photo_reported
 from core.settings import Settings
 
-IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".heic", ".heif", ".bmp", ".tif", ".tiff"}
 DEFAULT_JOBS = 4
+"""Photos at once with the hosted API; the local engine runs as many as it has threads."""
+
+OpenBackend = Callable[[Settings], AbstractAsyncContextManager[RetouchBackend]]
 
 
 @dataclass(frozen=True, slots=True)
-class Task:
-    source: Path
-    target: Path | None
-    """Where to write; None means beside the source, named after the result's format."""
+class BatchOptions:
+    """The command line of `retouch-bot retouch`."""
+
+    inputs: list[Path]
+    output: str | None = None
+    fidelity: str | None = None
+    jobs: int | None = None
+    recursive: bool = False
+    force: bool = False
+    quality: int | None = None
+    keep_date: bool = False
 
 
-class InputError(Exception):
-    """A command-line input that cannot be used (missing file, empty folder)."""
+@dataclass(frozen=True, slots=True)
+class _Run:
+    """What every photo of one run shares."""
+
+    backend: RetouchBackend
+    fidelity: float
+    limits: ImageLimits
+    options: BatchOptions
+    clock: Callable[[], float]
+    bar: tqdm[Any]
 
 
 async def run_batch(
     settings: Settings,
-    inputs: list[Path],
-    output: Path | None,
-    fidelity_text: str | None,
-    jobs: int | None,
+    options: BatchOptions,
+    *,
+    open_with: OpenBackend = open_backend,
+    clock: Callable[[], float] = time.perf_counter,
 ) -> int:
     """Retouch every input; exit 0 when all worked, 2 when any input was bad, 1 otherwise."""
+    started = clock()
     try:
+        if options.quality is not None and not 1 <= options.quality <= 100:
+            raise InputError(f"--quality {options.quality}: must be 1 to 100")
+        if options.jobs is not None and options.jobs < 1:
+            raise InputError(f"--jobs {options.jobs}: must be 1 or more")
         fidelity = (
-            parse_fidelity(fidelity_text) if fidelity_text else settings.retouch_default_fidelity
+            parse_fidelity(options.fidelity)
+            if options.fidelity
+            else settings.retouch_default_fidelity
         )
-        tasks = plan(inputs, output)
+        work = await asyncio.to_thread(
+            plan, options.inputs, options.output, recursive=options.recursive, force=options.force
+        )
     except (RetouchError, InputError) as exc:
         print(f"retouch-bot: {exc}", file=sys.stderr)
         return 2
-
-    limits = ImageLimits.from_settings(settings)
-    slots = asyncio.Semaphore(max(1, jobs or DEFAULT_JOBS))
-    codes: list[int] = []
-    async with open_backend(settings) as backend:
-        with tqdm(total=len(tasks), unit="photo", disable=len(tasks) < 2, file=sys.stderr) as bar:
+    if work.skipped:
+        count = len(work.skipped)
+        print(
+            f"skipping {count} earlier result{'s' if count != 1 else ''} (*-retouched.*); "
+            "--force retouches them too"
+        )
+    slots = asyncio.Semaphore(_photos_at_once(settings, options.jobs))
+    outcomes: Counter[int] = Counter()
+    async with open_with(settings) as backend:
+        with tqdm(
+            total=len(work.tasks), unit="photo", disable=len(work.tasks) < 2, file=sys.stderr
+        ) as bar:
+            run = _Run(backend, fidelity, ImageLimits.from_settings(settings), options, clock, bar)
 
             async def one(task: Task) -> None:
                 async with slots:
-                    code = await _retouch_one(backend, task, fidelity, limits, bar)
-                codes.append(code)
+                    outcomes[await _retouch_one(run, task)] += 1
                 bar.update()
 
-            await asyncio.gather(*(one(task) for task in tasks))
-    return max(codes, default=0)
+            await asyncio.gather(*(one(task) for task in work.tasks))
+    failed = outcomes[1] + outcomes[2]
+    print(
+        f"{outcomes[0]} done, {failed} failed, {len(work.skipped)} skipped "
+        f"in {clock() - started:.2f} s"
+    )
+    return max(outcomes, default=0)
 
 
-def plan(inputs: list[Path], output: Path | None) -> list[Task]:
-    """Expand folders and decide each output path; an output with a suffix names one file."""
-    sources: list[Path] = []
-    for path in inputs:
-        if path.is_dir():
-            found = sorted(p for p in path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
-            if not found:
-                raise InputError(f"{path}: no photos in this folder")
-            sources.extend(found)
-        elif path.is_file():
-            sources.append(path)
-        else:
-            raise InputError(f"{path}: no such file or folder")
-    single_file = len(sources) == 1 and output is not None and output.suffix and not output.is_dir()
-    if single_file:
-        assert output is not None
-        output.parent.mkdir(parents=True, exist_ok=True)
-        return [Task(sources[0], output)]
-    if output is not None:
-        output.mkdir(parents=True, exist_ok=True)
-    return [Task(s, None if output is None else output / s.name) for s in sources]
+def _photos_at_once(settings: Settings, jobs: int | None) -> int:
+    """`-j`, but never more than the local engine's threads: more would only wait for one."""
+    if settings.effective_backend == "local":
+        threads = settings.engine_thread_count
+        return min(jobs or threads, threads)
+    return jobs or DEFAULT_JOBS
 
 
-async def _retouch_one(
-    backend: RetouchBackend, task: Task, fidelity: float, limits: ImageLimits, bar: tqdm[Any]
-) -> int:
-    started = time.perf_counter()
+async def _retouch_one(run: _Run, task: Task) -> int:
+    """One photo, timed from when it starts (not while it waits for a slot); its exit code."""
+    started = run.clock()
     try:
         data = await asyncio.to_thread(task.source.read_bytes)
-        result, report = await retouch_photo_reported(backend, data, fidelity, limits)
-        target = _target_path(task, result)
-        await asyncio.to_thread(target.write_bytes, result)
+        result, report = await retouch_photo_reported(run.backend, data, run.fidelity, run.limits)
+        await asyncio.to_thread(_write, task, data, result, run.options)
     except RetouchError as exc:
-        bar.write(f"{task.source}: {exc}", file=sys.stderr)
+        run.bar.write(f"{task.source}: {exc}", file=sys.stderr)
         return 2 if exc.user_fault else 1
     except OSError as exc:
-        bar.write(f"{task.source}: {exc.filename or ''} {exc.strerror or exc}", file=sys.stderr)
+        run.bar.write(f"{task.source}: {exc.filename or ''} {exc.strerror or exc}", file=sys.stderr)
         return 1
-    seconds = time.perf_counter() - started
+    seconds = run.clock() - started
     found = f", {report.describe()}" if report is not None else ""
-    bar.write(f"{task.source} -> {target} (fidelity {fidelity:g}, {seconds:.2f} s{found})")
+    run.bar.write(
+        f"{task.source} -> {task.target} (fidelity {run.fidelity:g}, {seconds:.2f} s{found})"
+    )
     return 0
 
 
-def _target_path(task: Task, result: bytes) -> Path:
-    """The output path, its extension matching the format the backend returned."""
-    fmt = sniff_format(result) or "jpeg"
-    suffix = EXTENSIONS[fmt]
-    if task.target is None:
-        return task.source.with_name(f"{task.source.stem}-retouched{suffix}")
-    if sniff_format_of_suffix(task.target.suffix) == fmt:
-        return task.target
-    return task.target.with_suffix(suffix)
-
-
-def sniff_format_of_suffix(suffix: str) -> str | None:
-    """The format a file name's extension announces (`.jpeg` and `.jpg` alike)."""
-    suffix = suffix.lower().replace(".jpeg", ".jpg").replace(".tiff", ".tif")
-    return next((fmt for fmt, ext in EXTENSIONS.items() if ext == suffix), None)
+def _write(task: Task, photo: bytes, result: bytes, options: BatchOptions) -> None:
+    taken = capture_date(photo) if options.keep_date else None
+    encoded = encode_result(result, task.format, quality=options.quality, taken=taken)
+    write_atomically(task.target, [encoded])

@@ -38,14 +38,30 @@ def build_parser() -> argparse.ArgumentParser:
     retouch.add_argument(
         "-o",
         "--output",
-        type=Path,
-        help="output file (one input) or folder; default: beside each input, as NAME-retouched",
+        help="the result file for one input (.jpg, .png or .webp: its format), else a folder;"
+        " default: beside each input, as NAME-retouched",
     )
     retouch.add_argument(
         "-f", "--fidelity", help="0..1 (lower is a stronger retouch); default from settings"
     )
     retouch.add_argument("--backend", choices=["auto", "api", "local"], help="override backend")
-    retouch.add_argument("-j", "--jobs", type=int, help="photos at once (default 4)")
+    retouch.add_argument(
+        "-j", "--jobs", type=int, help="photos at once (default 4; the local engine: its threads)"
+    )
+    retouch.add_argument(
+        "-r", "--recursive", action="store_true", help="also the photos in sub-folders"
+    )
+    retouch.add_argument(
+        "--force", action="store_true", help="retouch earlier results (*-retouched.*) too"
+    )
+    retouch.add_argument(
+        "-q", "--quality", type=int, help="JPEG and WebP quality when re-encoding, 1-100 (95)"
+    )
+    retouch.add_argument(
+        "--keep-date",
+        action="store_true",
+        help="copy the photo's capture date (EXIF DateTimeOriginal, nothing else) to the result",
+    )
 
     serve = commands.add_parser(
         "serve-api",
@@ -164,9 +180,19 @@ async def _dispatch(args: argparse.Namespace, settings: Settings) -> int:
         return await _dispatch_bots(args.command, settings)
     setup_logging(settings)
     if args.command == "retouch":
-        from bots.batch import run_batch
+        from bots.batch import BatchOptions, run_batch
 
-        return await run_batch(settings, args.inputs, args.output, args.fidelity, args.jobs)
+        options = BatchOptions(
+            args.inputs,
+            args.output,
+            args.fidelity,
+            args.jobs,
+            recursive=args.recursive,
+            force=args.force,
+            quality=args.quality,
+            keep_date=args.keep_date,
+        )
+        return await run_batch(settings, options)
     if args.command == "demo":
         from bots.demo import run_demo
 

@@ -50,6 +50,38 @@ def test_explicit_output_file(tmp_path: Path, portrait_bytes: bytes) -> None:
     assert sniff_format((tmp_path / "out" / "result.jpg").read_bytes()) == "jpeg"
 
 
+def test_the_output_is_the_file_asked_for(tmp_path: Path, portrait_bytes: bytes) -> None:
+    (tmp_path / "in.jpg").write_bytes(portrait_bytes)
+    done = run_cli("retouch", "in.jpg", "-o", "out.png", cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert sniff_format((tmp_path / "out.png").read_bytes()) == "png"
+    assert sorted(p.name for p in tmp_path.iterdir() if p.suffix) == ["in.jpg", "out.png"]
+    assert re.fullmatch(r"1 done, 0 failed, 0 skipped in \d+\.\d\d s", done.stdout.splitlines()[-1])
+
+
+def test_a_batch_never_loses_a_file(tmp_path: Path, portrait_bytes: bytes) -> None:
+    for folder in ("a", "b"):
+        (tmp_path / folder).mkdir()
+        (tmp_path / folder / "photo.jpg").write_bytes(portrait_bytes)
+    refused = run_cli("retouch", "a/photo.jpg", "b/photo.jpg", "-o", "x.jpg", cwd=tmp_path)
+    assert refused.returncode == 2 and not (tmp_path / "x.jpg").exists()
+    assert refused.stderr.startswith("retouch-bot: -o x.jpg names one file, but the input is 2")
+    merged = run_cli("retouch", "a", "b", "-o", "merged", cwd=tmp_path)
+    assert merged.returncode == 0, merged.stderr
+    assert sorted(str(p.relative_to(tmp_path)) for p in tmp_path.glob("merged/**/*.jpg")) == [
+        "merged/a/photo.jpg",
+        "merged/b/photo.jpg",
+    ]
+    for _ in range(2):
+        again = run_cli("retouch", "a", cwd=tmp_path)
+        assert again.returncode == 0, again.stderr
+    assert sorted(p.name for p in (tmp_path / "a").iterdir()) == [
+        "photo-retouched.jpg",
+        "photo.jpg",
+    ]
+    assert again.stdout.splitlines()[-1].startswith("1 done, 0 failed, 1 skipped in ")
+
+
 def test_folder_keeps_going_past_a_bad_file(
     tmp_path: Path, portrait_bytes: bytes, no_face_bytes: bytes
 ) -> None:
