@@ -76,7 +76,9 @@ def build_parser() -> argparse.ArgumentParser:
         help="retouch the sample portrait offline and write a before/after image",
         description="Retouch a portrait with the embedded engine; no token or key needed.",
     )
-    demo.add_argument("input", nargs="?", type=Path, default=Path("examples/portrait.jpg"))
+    demo.add_argument(
+        "input", nargs="?", type=Path, help="a portrait (default: the sample shipped with it)"
+    )
     demo.add_argument("--out-dir", type=Path, default=Path("demo-output"))
     demo.add_argument("-f", "--fidelity", default="0.1", help="0..1 (default 0.1)")
     commands.add_parser(

@@ -1,4 +1,8 @@
-"""`retouch-bot demo`: the sample portrait through the embedded engine, and a before/after sheet."""
+"""`retouch-bot demo`: a portrait through the embedded engine, and a before/after sheet.
+
+With no photo given it takes the sample portrait shipped in the package (`bots/samples`), so
+it works from any folder, with nothing but the installed package.
+"""
 
 from __future__ import annotations
 
@@ -6,6 +10,7 @@ import asyncio
 import io
 import sys
 import time
+from importlib import resources
 from pathlib import Path
 
 import numpy as np
@@ -21,19 +26,30 @@ from core.pipeline import retouch_photo_reported
 from core.settings import Settings
 
 SHEET_SIDE = 768
+SAMPLE_NAME = "portrait"
+SAMPLE_LABEL = "the sample portrait (Eileen Collins, NASA, public domain)"
 
 
-async def run_demo(settings: Settings, source: Path, out_dir: Path, fidelity_text: str) -> int:
-    """Retouch `source` offline; write the result and a before/after sheet; print paths and time."""
+def sample_portrait() -> bytes:
+    """The sample portrait shipped with the package."""
+    return (resources.files("bots") / "samples" / f"{SAMPLE_NAME}.jpg").read_bytes()
+
+
+async def run_demo(
+    settings: Settings, source: Path | None, out_dir: Path, fidelity_text: str
+) -> int:
+    """Retouch `source` (None: the sample) offline; write the result and a before/after sheet;
+    print the paths and the time."""
     try:
         fidelity = parse_fidelity(fidelity_text)
-        data = await asyncio.to_thread(source.read_bytes)
+        data = await asyncio.to_thread(source.read_bytes) if source else sample_portrait()
     except RetouchError as exc:
         print(f"retouch-bot: {exc}", file=sys.stderr)
         return 2
     except OSError as exc:
         print(f"retouch-bot: {source}: {exc.strerror or exc}", file=sys.stderr)
         return 2
+    name = source.stem if source else SAMPLE_NAME
 
     async with open_backend(settings) as backend:
         started = time.perf_counter()
@@ -42,19 +58,19 @@ async def run_demo(settings: Settings, source: Path, out_dir: Path, fidelity_tex
                 backend, data, fidelity, ImageLimits.from_settings(settings)
             )
         except RetouchError as exc:
-            print(f"retouch-bot: {source}: {exc}", file=sys.stderr)
+            print(f"retouch-bot: {source or SAMPLE_LABEL}: {exc}", file=sys.stderr)
             return 2 if exc.user_fault else 1
         seconds = time.perf_counter() - started
 
     fmt = sniff_format(result) or "jpeg"
-    result_path = out_dir / f"{source.stem}-retouched{EXTENSIONS[fmt]}"
-    sheet_path = out_dir / f"{source.stem}-before-after.png"
+    result_path = out_dir / f"{name}-retouched{EXTENSIONS[fmt]}"
+    sheet_path = out_dir / f"{name}-before-after.png"
     await asyncio.to_thread(_write_outputs, data, result, fidelity, result_path, sheet_path)
 
     with Image.open(io.BytesIO(result)) as image:
         size = f"{image.width}x{image.height}"
     print(f"backend:      {backend.name} engine, fidelity {fidelity:g}")
-    print(f"input:        {source}")
+    print(f"input:        {source or SAMPLE_LABEL}")
     if report is not None:
         print(f"faces:        {report.describe()}")
     print(f"result:       {result_path} ({size})")

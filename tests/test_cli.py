@@ -214,3 +214,23 @@ def test_version_is_the_projects(tmp_path: Path) -> None:
     expected = tomllib.loads(pyproject.read_text())["project"]["version"]
     done = run_cli("--version", cwd=tmp_path)
     assert (done.returncode, done.stdout) == (0, f"retouch-bot {expected}\n")
+
+
+def test_demo_needs_no_file_and_no_repository(tmp_path: Path) -> None:
+    done = run_cli("demo", cwd=tmp_path)  # a folder with nothing in it
+    assert done.returncode == 0, done.stderr
+    assert "input:        the sample portrait (Eileen Collins, NASA, public domain)" in done.stdout
+    assert sniff_format((tmp_path / "demo-output" / "portrait-retouched.jpg").read_bytes())
+    assert (tmp_path / "demo-output" / "portrait-before-after.png").is_file()
+
+
+def test_the_sample_portrait_ships_in_the_package() -> None:
+    import fnmatch
+    import tomllib
+
+    root = Path(__file__).resolve().parent.parent
+    config = tomllib.loads((root / "pyproject.toml").read_text())["tool"]["setuptools"]
+    shipped = config["package-data"]["bots"]
+    assert any(fnmatch.fnmatch("samples/portrait.jpg", pattern) for pattern in shipped)
+    assert any(fnmatch.fnmatch("samples/README.md", pattern) for pattern in shipped)
+    assert (root / "examples" / "portrait.jpg").resolve() == root / "bots/samples/portrait.jpg"
