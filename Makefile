@@ -1,18 +1,24 @@
 # One virtualenv for everything; every target installs what it needs on first use.
+# `make demo` installs only what the program itself needs; the other targets add the dev tools.
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
+RUNTIME := $(VENV)/.installed-runtime
 STAMP := $(VENV)/.installed
 
 .PHONY: test lint typecheck pytest demo format clean bench
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --upgrade pip
+
+$(RUNTIME): $(BIN)/python pyproject.toml
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e .
+	touch $(RUNTIME)
 
 $(STAMP): $(BIN)/python pyproject.toml
+	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
-	touch $(STAMP)
+	touch $(RUNTIME) $(STAMP)
 
 test: $(STAMP) lint typecheck pytest
 
@@ -30,9 +36,9 @@ format: $(STAMP)
 	$(BIN)/ruff check --fix .
 	$(BIN)/ruff format .
 
-demo: $(STAMP)
+demo: $(RUNTIME)
 	env -u RETOUCH_API_KEY -u TELEGRAM_BOT_TOKEN -u DISCORD_BOT_TOKEN \
-		RETOUCH_BACKEND=local $(BIN)/retouch-bot demo examples/portrait.jpg --out-dir demo-output
+		RETOUCH_BACKEND=local $(BIN)/retouch-bot demo --out-dir demo-output
 
 # Benchmarks by hand (never part of `make test`): JSON to stdout and benchmarks/results/.
 bench: $(STAMP)
