@@ -7,11 +7,12 @@ What is read and written where is `bots.batch_plan`'s; this runs the plan, write
 from __future__ import annotations
 
 import asyncio
+import logging
 import sys
 import time
 from collections import Counter
-from collections.abc import Callable
-from contextlib import AbstractAsyncContextManager
+from collections.abc import Callable, Iterator
+from contextlib import AbstractAsyncContextManager, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -94,9 +95,12 @@ async def run_batch(
     slots = asyncio.Semaphore(_photos_at_once(settings, options.jobs))
     outcomes: Counter[int] = Counter()
     async with open_with(settings) as backend:
-        with tqdm(
-            total=len(work.tasks), unit="photo", disable=len(work.tasks) < 2, file=sys.stderr
-        ) as bar:
+        with (
+            _engine_log_quieted(),
+            tqdm(
+                total=len(work.tasks), unit="photo", disable=len(work.tasks) < 2, file=sys.stderr
+            ) as bar,
+        ):
             run = _Run(backend, fidelity, ImageLimits.from_settings(settings), options, clock, bar)
 
             async def one(task: Task) -> None:
@@ -111,6 +115,19 @@ async def run_batch(
         f"in {clock() - started:.2f} s"
     )
     return max(outcomes, default=0)
+
+
+@contextmanager
+def _engine_log_quieted() -> Iterator[None]:
+    """Each photo's line names the faces found: the engine's INFO line would say it again."""
+    engine = logging.getLogger("retouch.engine")
+    level = engine.level
+    if engine.getEffectiveLevel() == logging.INFO:
+        engine.setLevel(logging.WARNING)
+    try:
+        yield
+    finally:
+        engine.setLevel(level)
 
 
 def _photos_at_once(settings: Settings, jobs: int | None) -> int:
