@@ -325,3 +325,14 @@ def test_result_names_are_recognised() -> None:
         assert is_result(Path(name)), name
     for name in ("a.jpg", "retouched.jpg", "a-retouched-x.jpg", "a-retouchedd.jpg"):
         assert not is_result(Path(name)), name
+
+
+@pytest.mark.parametrize(("output", "written"), [("out", "out/in.jpg"), ("v1.2/", "v1.2/in.jpg")])
+async def test_an_output_without_an_image_ending_is_a_folder(
+    capsys: pytest.CaptureFixture[str], output: str, written: str
+) -> None:
+    photo("in.jpg")
+    code, out, _ = await retouch(capsys, "in.jpg", output=output)
+    assert code == 0
+    assert files() == sorted(["in.jpg", written])
+    assert out[0].startswith(f"in.jpg -> {written} ")
