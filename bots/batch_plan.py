@@ -64,8 +64,8 @@ def plan(
 ) -> Plan:
     """The tasks for `inputs` and `-o output`; `InputError` when the command line won't do."""
     out = Path(output) if output else None
-    into_file = _output_is_a_file(inputs, output)
     found = _once([item for path in inputs for item in _expand(path, out, recursive)])
+    into_file = _output_is_a_file(inputs, output)
     skipped = [item.source for item in found if not force and is_result(item.source)]
     kept = [item for item in found if force or not is_result(item.source)]
     if into_file:
@@ -108,9 +108,9 @@ def _output_is_a_file(inputs: Sequence[Path], output: str | None) -> bool:
             )
         return True
     if not folder_like and out.suffix.lower() in PHOTO_SUFFIXES:
-        several = "a folder" if len(inputs) == 1 else f"{len(inputs)} inputs"
+        what = "the input is a folder" if len(inputs) == 1 else f"there are {len(inputs)} inputs"
         raise InputError(
-            f"-o {output} names one file, but the input is {several}; "
+            f"-o {output} names one file, but {what}; "
             f"give a folder instead, e.g. -o {out.with_suffix('')}/"
         )
     if out.exists() and not out.is_dir():

@@ -116,11 +116,12 @@ async def test_quality_applies_to_lossy_formats(capsys: pytest.CaptureFixture[st
 @pytest.mark.parametrize(
     ("inputs", "output", "said"),
     [
-        (("a.jpg", "b.jpg"), "x.jpg", "-o x.jpg names one file, but the input is 2 inputs;"),
+        (("a.jpg", "b.jpg"), "x.jpg", "-o x.jpg names one file, but there are 2 inputs;"),
         (("album",), "x.png", "-o x.png names one file, but the input is a folder;"),
         (("a.jpg",), "a.gif", "-o a.gif: cannot write .gif files; end the name in .jpg,"),
         (("a.jpg",), "a.jpg", "-o a.jpg is the input itself; give the result another name"),
         (("a.jpg", "b.jpg"), "taken", "-o taken is a file, not a folder"),
+        (("missing.jpg",), "out.jpg", "missing.jpg: no such file or folder"),
     ],
 )
 async def test_an_output_that_would_lose_files_is_refused_in_one_line(

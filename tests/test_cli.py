@@ -65,7 +65,7 @@ def test_a_batch_never_loses_a_file(tmp_path: Path, portrait_bytes: bytes) -> No
         (tmp_path / folder / "photo.jpg").write_bytes(portrait_bytes)
     refused = run_cli("retouch", "a/photo.jpg", "b/photo.jpg", "-o", "x.jpg", cwd=tmp_path)
     assert refused.returncode == 2 and not (tmp_path / "x.jpg").exists()
-    assert refused.stderr.startswith("retouch-bot: -o x.jpg names one file, but the input is 2")
+    assert refused.stderr.startswith("retouch-bot: -o x.jpg names one file, but there are 2 inputs")
     merged = run_cli("retouch", "a", "b", "-o", "merged", cwd=tmp_path)
     assert merged.returncode == 0, merged.stderr
     assert sorted(str(p.relative_to(tmp_path)) for p in tmp_path.glob("merged/**/*.jpg")) == [
