@@ -107,9 +107,10 @@ class Settings(EnvSettings):
 
     # --- images ---------------------------------------------------------------------------
     image_max_input_bytes: int = Field(50_000_000, gt=0)
-    image_max_input_pixels: int = Field(100_000_000, gt=0)
+    image_max_input_pixels: int = Field(67_108_864, gt=0)
     image_max_upload_bytes: int = Field(10_000_000, gt=0)
-    image_max_pixels: int = Field(40_000_000, gt=0)
+    image_max_pixels: int = Field(24_000_000, gt=0)
+    image_decode_budget_bytes: int = Field(400_000_000, gt=0)
 
     # --- the embedded engine ----------------------------------------------------------------
     engine_threads: int = Field(0, ge=0)
