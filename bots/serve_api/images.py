@@ -20,13 +20,17 @@ _MAX_URL_CHARS: Final = 8192
 _DOWNLOAD_TIMEOUT: Final = 30.0
 
 
+def is_data_url(url: str) -> bool:
+    return url[:5].lower() == "data:"
+
+
 async def load_image(
     url: str, *, client: httpx.AsyncClient, max_bytes: int, allow_private: bool
 ) -> bytes:
     """The image bytes behind a `data:` URL or an http(s) URL (public only, unless allowed)."""
-    scheme = url.partition(":")[0].lower()
-    if scheme == "data":
+    if is_data_url(url):
         return await asyncio.to_thread(decode_data_url, url, max_bytes)
+    scheme = url.partition(":")[0].lower()
     if scheme not in ("http", "https"):
         raise ForbiddenUrlError("Only http(s) and base64 data: image URLs are accepted.")
     if len(url) > _MAX_URL_CHARS:
