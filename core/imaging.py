@@ -24,7 +24,6 @@ from typing import TYPE_CHECKING, Final, Literal
 from PIL import Image, ImageCms, ImageFile, UnidentifiedImageError
 
 from core import pixels
-from core.memory_budget import decode_budget
 from core.errors import (
     AnimatedImageError,
     ImageTooLargeError,
@@ -33,6 +32,7 @@ from core.errors import (
     ResultTooLargeError,
 )
 from core.formats import ImageFormat, PreparedImage, sniff_format
+from core.memory_budget import decode_budget
 
 if TYPE_CHECKING:
     from core.settings import Settings

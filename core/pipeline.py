@@ -13,10 +13,10 @@ from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING, Final, Protocol, runtime_checkable
 
 from core.backend import RetouchBackend
-from core.memory_budget import decode_budget
 from core.fidelity import check_fidelity
 from core.formats import PreparedImage
 from core.imaging import ImageLimits, ImagePlan, plan_image
+from core.memory_budget import decode_budget
 
 if TYPE_CHECKING:
     from core.local_backend import EngineReport
