@@ -101,6 +101,7 @@ class Settings(EnvSettings):
     retouch_default_fidelity: float = Field(0.1, ge=0.0, le=1.0)
     retouch_model: str = "retouch"
     retouch_timeout_seconds: float = Field(120.0, gt=0)
+    retouch_total_timeout_seconds: float = Field(600.0, gt=0)
     retouch_connect_timeout_seconds: float = Field(10.0, gt=0)
     retouch_max_retries: int = Field(3, ge=0, le=10)
     retouch_max_result_bytes: int = Field(50_000_000, gt=0)
