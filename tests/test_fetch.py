@@ -17,8 +17,8 @@ from core.errors import (
     UpstreamUnavailableError,
 )
 from core.fetch import download_image
-from core.netguard import AddressPolicy
 from core.http import http_client
+from core.netguard import AddressPolicy
 from tests.upstream_fakes import FakeFile, FakeUpstream, sample_jpeg, sample_png
 
 CAP = 100_000

@@ -1,5 +1,6 @@
-"""Hostile input, item 6: strict parsing. A number run into junk is a clear fidelity error (never
-read as its first digits, 0.0, the strongest retouch), and high-bit-depth images keep their tones."""
+"""Hostile input, item 6: strict parsing. A number run into junk is a clear fidelity error
+(never read as its first digits, 0.0, the strongest retouch); high-bit-depth images keep their
+tones; button payloads take only the values the buttons offer."""
 
 from __future__ import annotations
 
