@@ -114,7 +114,12 @@ async def test_junk_json_is_refused_before_it_is_parsed(
 ) -> None:
     parsed: list[int] = []
     real = request_module._loads
-    monkeypatch.setattr(request_module, "_loads", lambda b: parsed.append(len(b)) or real(b))
+
+    def loads(data: bytes | bytearray) -> Any:
+        parsed.append(len(data))
+        return real(data)
+
+    monkeypatch.setattr(request_module, "_loads", loads)
     async with serve(tmp_path, FakeBackend()) as client:
         response = await client.post(
             "/v1/chat/completions", content=junk, headers={"Content-Type": "application/json"}
