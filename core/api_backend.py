@@ -50,6 +50,7 @@ from core.fetch import download_image, read_capped
 from core.fidelity import check_fidelity
 from core.formats import PreparedImage
 from core.http import parse_retry_after, url_origin
+from core.logs import strip_url_queries
 from core.netguard import AddressPolicy
 from core.settings import Settings
 
@@ -105,7 +106,6 @@ _BAD_IMAGE = re.compile(
 _SECRETISH = re.compile(
     r"(?i:bearer)\s+\S+|\bsk-[A-Za-z0-9_\-]{4,}|\b[A-Za-z0-9_\-]{32,}\b|data:[^\s\"']+"
 )
-_URL_QUERY = re.compile(r"(https?://[^\s?#\"']+)[?#][^\s\"']*")
 
 
 class ApiBackend:
@@ -398,7 +398,7 @@ class ApiBackend:
         if secret:
             text = text.replace(secret, "[redacted]")
         text = _SECRETISH.sub("[redacted]", text)
-        text = _URL_QUERY.sub(r"\1", text)
+        text = strip_url_queries(text)
         text = " ".join(text.split())
         return text[:200] + ("…" if len(text) > 200 else "")
 

@@ -22,6 +22,7 @@ from collections.abc import AsyncIterator, Iterator
 import aiohttp
 import httpx
 
+from core.logs import strip_url_queries
 from core.netguard import AddressPolicy, PinningResolver
 
 ADDRESS_POLICY = "retouch.address_policy"
@@ -53,8 +54,10 @@ def _as_httpx_errors(request: httpx.Request) -> Iterator[None]:
     except (aiohttp.ClientError, TimeoutError, ValueError) as exc:
         for source, target in _ERRORS:
             if isinstance(exc, source):
-                detail = str(exc) or f"{type(exc).__name__} ({request.method} {request.url.host})"
-                raise target(detail, request=request) from exc
+                # aiohttp's messages, and so its exceptions, quote the URL, whose query may be
+                # a signature: the chain is cut here and the message kept without queries.
+                detail = strip_url_queries(str(exc)) or f"{request.method} {request.url.host}"
+                raise target(f"{type(exc).__name__}: {detail}", request=request) from None
         raise  # pragma: no cover - ClientError is the last entry
 
 

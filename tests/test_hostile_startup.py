@@ -1,4 +1,5 @@
-"""Hostile input, item 5: start-up failures end in one line naming the setting and the fix.
+"""Hostile input, item 5: start-up failures end in one line naming the setting and the fix,
+and no secret reaches a log line or an exception's text: neither a token nor a signed URL's query.
 
 A token the platform rejects, or a platform API that can't be reached, for Telegram and for
 Discord: exit code 2, one line on stderr, no traceback, no token. Run as the real command
@@ -8,13 +9,21 @@ against the fakes on 127.0.0.1.
 from __future__ import annotations
 
 import asyncio
+import io
+import logging
 import os
 import socket
 import sys
+import traceback
 from pathlib import Path
 
 import pytest
 
+from core.errors import BackendError
+from core.fetch import download_image
+from core.http import http_client
+from core.logs import Redactor, setup_logging
+from core.settings import Settings
 from tests.fake_discord import FakeDiscord
 from tests.fake_telegram import FakeTelegram
 
@@ -108,3 +117,45 @@ async def test_discord_start_up_failures(tmp_path: Path, reachable: bool) -> Non
     assert code == 2
     setting = "DISCORD_BOT_TOKEN" if reachable else "DISCORD_API_BASE_URL"
     assert_one_line(stderr, setting=setting, secret=OTHER_DISCORD_TOKEN)
+
+
+# --- signed query strings ---------------------------------------------------------------
+
+SIGNED_QUERY = "X-Amz-Credential=AKIAEXAMPLE%2F20260101&X-Amz-Signature=5ec7e7c0ffee0123456789"
+
+
+def test_the_log_redactor_hides_signed_query_values() -> None:
+    text = f"GET https://bucket.example/r.png?X-Amz-Expires=3600&{SIGNED_QUERY}&sig=abc123def"
+    redacted = Redactor()(text)
+    assert "AKIAEXAMPLE" not in redacted and "5ec7e7c0ffee" not in redacted
+    assert "abc123def" not in redacted
+    assert "X-Amz-Expires=3600" in redacted  # what is no secret stays readable
+
+
+async def test_a_signed_url_stays_out_of_chained_exception_text() -> None:
+    """aiohttp quotes the URL in its errors; the chain our error carries must not hold it."""
+
+    async def not_http(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.readuntil(b"\r\n\r\n")
+        writer.write(b"THIS IS NOT HTTP\r\n\r\n")
+        await writer.drain()
+        writer.close()
+
+    server = await asyncio.start_server(not_http, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    url = f"http://127.0.0.1:{port}/results/r.png?{SIGNED_QUERY}"
+    stream = io.StringIO()
+    try:
+        async with http_client(5.0) as client:
+            with pytest.raises(BackendError) as caught:
+                await download_image(client, url, max_bytes=1000)
+        setup_logging(Settings.load(), stream=stream)
+        logging.getLogger("retouch.test").error("download failed", exc_info=caught.value)
+    finally:
+        server.close()
+        await server.wait_closed()
+        logging.getLogger().handlers.clear()
+    chain = "".join(traceback.format_exception(caught.value))
+    for text in (chain, stream.getvalue()):
+        assert "AKIAEXAMPLE" not in text and "5ec7e7c0ffee" not in text
+    assert "download failed" in stream.getvalue()
