@@ -4,10 +4,19 @@ tones; button payloads take only the values the buttons offer."""
 
 from __future__ import annotations
 
+import io
+from typing import Any
+
+import numpy as np
 import pytest
+from PIL import Image
 
 from core.captions import parse_caption, parse_fidelity
 from core.errors import FidelityError
+from core.formats import sniff_format
+from core.imaging import ImageLimits, prepare_image
+from core.local_backend import LocalBackend
+from core.pipeline import retouch_photo
 
 
 @pytest.mark.parametrize(
@@ -68,3 +77,42 @@ def test_text_with_numbers_that_mean_no_fidelity_is_ignored(text: str) -> None:
 
 def test_a_command_argument_followed_by_words_reads_its_number() -> None:
     assert parse_caption("0.5 for 2 kids", after_command=True) == pytest.approx(0.5)
+
+
+# --- high bit depths --------------------------------------------------------------------
+
+
+def sixteen_bit_grey_png(rgb: np.ndarray) -> bytes:
+    grey = rgb.astype(np.float64) @ np.array([0.299, 0.587, 0.114])
+    buffer = io.BytesIO()
+    Image.fromarray((grey * 257).round().astype(np.uint16)).save(buffer, "PNG")
+    return buffer.getvalue()
+
+
+def float_tiff(rgb: np.ndarray) -> bytes:
+    grey = rgb.astype(np.float32).mean(axis=2) / 255
+    buffer = io.BytesIO()
+    Image.fromarray(grey, "F").save(buffer, "TIFF")
+    return buffer.getvalue()
+
+
+@pytest.mark.parametrize("encode", [sixteen_bit_grey_png, float_tiff], ids=["png-16", "tiff-f"])
+def test_high_bit_depth_images_keep_their_tones(portrait_rgb: np.ndarray, encode: Any) -> None:
+    data = encode(portrait_rgb)
+    prepared = prepare_image(data, ImageLimits(max_pixels=100_000))  # shrunk in bands too
+    with Image.open(io.BytesIO(prepared.data)) as image:
+        grey = np.asarray(image.convert("L"), dtype=np.float64)
+    original = portrait_rgb.astype(np.float64).mean()
+    assert abs(grey.mean() - original) < 12  # clipped, it would be near 255
+    assert grey.std() > 20
+
+
+async def test_a_16_bit_grey_portrait_still_has_its_face(portrait_rgb: np.ndarray) -> None:
+    backend = LocalBackend(threads=1)
+    try:
+        result = await retouch_photo(
+            backend, sixteen_bit_grey_png(portrait_rgb), 0.3, ImageLimits()
+        )
+    finally:
+        await backend.aclose()
+    assert sniff_format(result) is not None
