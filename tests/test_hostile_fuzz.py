@@ -4,6 +4,7 @@ mutated real images. Whatever arrives, no 5xx and no exception but the typed use
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import io
 import json
@@ -72,9 +73,11 @@ class ServerThread:
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[httpx.Client]:
-    with ServerThread(tmp_path_factory.mktemp("fuzz")) as running:
-        with httpx.Client(base_url=running.url, timeout=30) as client:
-            yield client
+    with (
+        ServerThread(tmp_path_factory.mktemp("fuzz")) as running,
+        httpx.Client(base_url=running.url, timeout=30) as client,
+    ):
+        yield client
 
 
 KEYS = st.sampled_from(
@@ -147,10 +150,8 @@ def test_a_valid_request_with_any_part_replaced_gets_an_answer(
             break
     else:
         if path and isinstance(node, dict | list):
-            try:
+            with contextlib.suppress(IndexError, TypeError):
                 node[path[-1]] = value
-            except (IndexError, TypeError):
-                pass
     check(server.post("/v1/chat/completions", json=request))
 
 
