@@ -3,8 +3,11 @@
 Every image decode (input preparation, the local engine, fitting a result for upload) reserves
 what it will cost before it starts, so N concurrent decompression bombs cost no more than the
 budget: the rest wait their turn. One reservation larger than the whole budget runs alone. Async
-callers wait without holding a thread; threads wait blocking. When the last reservation ends after
-large decodes, freed memory is handed back to the operating system (glibc keeps it otherwise).
+callers wait without holding a thread; threads wait blocking. A decode that fails lets go of its
+pixels at once: the frames of its traceback are cleared (an exception and its frames form a cycle
+that only the garbage collector would break, seconds and many megabytes later). When the last
+reservation ends after large decodes, freed memory is handed back to the operating system (glibc
+keeps it otherwise).
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ import ctypes
 import ctypes.util
 import logging
 import threading
+import traceback
 from collections import deque
 from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass, field
@@ -61,6 +65,9 @@ class MemoryBudget:
             event.wait()
         try:
             yield
+        except BaseException as exc:
+            traceback.clear_frames(exc.__traceback__)
+            raise
         finally:
             self._release(weight)
 
@@ -85,6 +92,9 @@ class MemoryBudget:
                 raise
         try:
             yield
+        except BaseException as exc:
+            traceback.clear_frames(exc.__traceback__)
+            raise
         finally:
             self._release(weight)
 

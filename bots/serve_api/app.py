@@ -114,16 +114,16 @@ async def _middleware(request: web.Request, handler: Handler) -> web.StreamRespo
         status = response.status
         return response
     except (ApiError, RetouchError) as exc:
-        error = _as_api_error(exc, request)
-        status, code = error.status, error.code
-        return error.response()
+        # No local may keep `exc`: with its traceback (this frame) that is a cycle, and the
+        # request's body would wait in it for the garbage collector.
+        status, code, answer = _answer(_as_api_error(exc, request))
+        return answer
     except web.HTTPException as exc:
         status = exc.status
         if exc.status < 400:
             raise
-        error = _from_http_exception(exc, request)
-        code = error.code
-        return error.response()
+        status, code, answer = _answer(_from_http_exception(exc, request))
+        return answer
     except Exception:
         log.exception("unexpected error in %s", _route_name(request))
         code = "server_error"
@@ -144,6 +144,10 @@ async def _middleware(request: web.Request, handler: Handler) -> web.StreamRespo
             "" if fidelity is None else f" fidelity={fidelity:g}",
             "" if code is None else f" code={code}",
         )
+
+
+def _answer(error: ApiError) -> tuple[int, str | None, web.Response]:
+    return error.status, error.code, error.response()
 
 
 def _as_api_error(exc: ApiError | RetouchError, request: web.Request) -> ApiError:
