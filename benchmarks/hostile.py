@@ -37,7 +37,7 @@ from core.errors import RetouchError
 from core.formats import PreparedImage
 from core.http import create_http_client
 from core.settings import Settings
-from tests.hostile_inputs import jpeg_bomb, png_bomb, raw_connection, read_until_closed
+from tests.hostile_inputs import exchange, jpeg_bomb, png_bomb, post_head
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "benchmarks" / "results" / "hostile.json"
@@ -122,21 +122,14 @@ async def stalled_clients() -> dict[str, Any]:
         url = httpx.URL(root)
         assert url.host and url.port
         held: dict[str, Any] = {}
-        cases = {
-            "body_never_sent": b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\n"
-            b"Content-Type: application/json\r\nContent-Length: 1000\r\n\r\n",
-            "headers_never_finished": b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\n",
-        }
+        cases = {"body_never_sent": post_head(1000), "headers_never_finished": post_head()}
         for name, sent in cases.items():
-            async with raw_connection(url.host, url.port) as (reader, writer):
-                started = time.monotonic()
-                writer.write(sent)
-                await writer.drain()
-                answer = await read_until_closed(reader, within=120)
-                held[name] = {
-                    "held_s": round(time.monotonic() - started, 2),
-                    "answer": answer.split(b"\r\n", 1)[0].decode() or "(closed, no answer)",
-                }
+            started = time.monotonic()
+            head, _ = await exchange(url.host, url.port, sent, within=120)
+            held[name] = {
+                "held_s": round(time.monotonic() - started, 2),
+                "answer": head.split(b"\r\n", 1)[0].decode() or "(closed, no answer)",
+            }
     return held
 
 

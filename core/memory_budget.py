@@ -63,13 +63,8 @@ class MemoryBudget:
         waiter = self._enter(weight, event.set)
         if waiter is not None:
             event.wait()
-        try:
+        with self._holding(weight):
             yield
-        except BaseException as exc:
-            traceback.clear_frames(exc.__traceback__)
-            raise
-        finally:
-            self._release(weight)
 
     @contextlib.asynccontextmanager
     async def hold_async(self, cost: int) -> AsyncIterator[None]:
@@ -90,6 +85,12 @@ class MemoryBudget:
                     raise
                 self._release(weight)  # granted while being cancelled: give it back
                 raise
+        with self._holding(weight):
+            yield
+
+    @contextlib.contextmanager
+    def _holding(self, weight: int) -> Iterator[None]:
+        """The block's reservation, given back at its end; a failure's frames cleared first."""
         try:
             yield
         except BaseException as exc:

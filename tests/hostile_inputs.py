@@ -50,6 +50,25 @@ async def raw_connection(
             await writer.wait_closed()
 
 
+def post_head(content_length: int | None = None) -> bytes:
+    """The head of a chat-completions POST, announcing `content_length` bytes (or, with None,
+    cut off before its headers end)."""
+    head = b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\n"
+    if content_length is None:
+        return head
+    return head + b"Content-Type: application/json\r\nContent-Length: %d\r\n\r\n" % content_length
+
+
+async def exchange(host: str, port: int, sent: bytes, within: float) -> tuple[bytes, bytes]:
+    """Send `sent` as it is, then read the answer (head, body) until the server closes."""
+    async with raw_connection(host, port) as (reader, writer):
+        writer.write(sent)
+        await writer.drain()
+        answer = await read_until_closed(reader, within)
+    head, _, body = answer.partition(b"\r\n\r\n")
+    return head, body
+
+
 async def read_until_closed(reader: asyncio.StreamReader, within: float) -> bytes:
     """Everything the server sends until it closes the connection; TimeoutError if it doesn't."""
     data = b""

@@ -66,18 +66,17 @@ async def dripping_api(
         await runner.cleanup()
 
 
+def settings_for(base: str, **overrides: float) -> Settings:
+    return Settings.load(retouch_api_key="sk-test", retouch_api_base_url=base, **overrides)
+
+
 def backend(client: httpx.AsyncClient, settings: Settings) -> ApiBackend:
     return ApiBackend.from_settings(settings, client)
 
 
 async def test_an_answer_dripped_a_byte_at_a_time_ends_at_the_timeout() -> None:
     async with dripping_api() as (base, _):
-        settings = Settings.load(
-            retouch_api_key="sk-test",
-            retouch_api_base_url=base,
-            retouch_timeout_seconds=0.5,
-            retouch_max_retries=0,
-        )
+        settings = settings_for(base, retouch_timeout_seconds=0.5, retouch_max_retries=0)
         async with create_http_client(settings) as client:
             started = time.monotonic()
             with pytest.raises(UpstreamTimeoutError):
@@ -88,12 +87,7 @@ async def test_an_answer_dripped_a_byte_at_a_time_ends_at_the_timeout() -> None:
 
 async def test_a_result_dripped_a_byte_at_a_time_ends_at_the_timeout() -> None:
     async with dripping_api(answer_drip=False) as (base, _):
-        settings = Settings.load(
-            retouch_api_key="sk-test",
-            retouch_api_base_url=base,
-            retouch_timeout_seconds=0.5,
-            retouch_total_timeout_seconds=60,
-        )
+        settings = settings_for(base, retouch_timeout_seconds=0.5)
         async with create_http_client(settings) as client:
             api = ApiBackend(
                 client,
@@ -113,9 +107,8 @@ async def test_a_result_dripped_a_byte_at_a_time_ends_at_the_timeout() -> None:
 
 async def test_every_retry_counts_against_the_job_deadline() -> None:
     async with dripping_api() as (base, started):
-        settings = Settings.load(
-            retouch_api_key="sk-test",
-            retouch_api_base_url=base,
+        settings = settings_for(
+            base,
             retouch_timeout_seconds=0.4,
             retouch_total_timeout_seconds=1.0,
             retouch_max_retries=10,

@@ -18,7 +18,7 @@ import pytest
 
 import bots.serve_api.request as request_module
 from core.formats import PreparedImage
-from tests.hostile_inputs import raw_connection, read_until_closed
+from tests.hostile_inputs import exchange, post_head, raw_connection
 from tests.test_serve_api import FakeBackend, body, data_url, png, serve
 
 
@@ -73,10 +73,7 @@ async def test_a_full_queue_refuses_before_reading_the_body(tmp_path: Path) -> N
         host, port = address(client)
         # Announces 40 MB and sends none of it: only an answer before reading can come back.
         async with raw_connection(host, port) as (reader, writer):
-            writer.write(
-                b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\n"
-                b"Content-Type: application/json\r\nContent-Length: 40000000\r\n\r\n"
-            )
+            writer.write(post_head(40_000_000))
             await writer.drain()
             head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 10)
         assert head.startswith(b"HTTP/1.1 429")
@@ -86,15 +83,7 @@ async def test_a_full_queue_refuses_before_reading_the_body(tmp_path: Path) -> N
 
 async def test_a_body_over_the_limit_is_refused_by_its_length(tmp_path: Path) -> None:
     async with serve(tmp_path, FakeBackend(), image_max_input_bytes=1000) as client:
-        host, port = address(client)
-        async with raw_connection(host, port) as (reader, writer):
-            writer.write(
-                b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\n"
-                b"Content-Type: application/json\r\nContent-Length: 999999999\r\n\r\n"
-            )
-            await writer.drain()
-            answer = await read_until_closed(reader, within=10)
-    head, _, payload = answer.partition(b"\r\n\r\n")
+        head, payload = await exchange(*address(client), post_head(999_999_999), within=10)
     assert head.startswith(b"HTTP/1.1 413")
     assert json.loads(payload)["error"]["code"] == "request_too_large"
 
@@ -185,24 +174,12 @@ async def test_every_client_error_is_the_contract_json_with_a_4xx(
 
 async def test_slow_headers_are_let_go(tmp_path: Path) -> None:
     async with serve(tmp_path, FakeBackend(), serve_api_header_timeout_seconds=0.5) as client:
-        host, port = address(client)
-        async with raw_connection(host, port) as (reader, writer):
-            writer.write(b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\n")
-            await writer.drain()
-            assert await read_until_closed(reader, within=10) == b""
+        assert await exchange(*address(client), post_head(), within=10) == (b"", b"")
 
 
 async def test_a_body_that_never_comes_is_let_go(tmp_path: Path) -> None:
     async with serve(tmp_path, FakeBackend(), serve_api_body_idle_seconds=0.5) as client:
-        host, port = address(client)
-        async with raw_connection(host, port) as (reader, writer):
-            writer.write(
-                b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\n"
-                b"Content-Type: application/json\r\nContent-Length: 1000\r\n\r\n{"
-            )
-            await writer.drain()
-            answer = await read_until_closed(reader, within=15)
-    head, _, payload = answer.partition(b"\r\n\r\n")
+        head, payload = await exchange(*address(client), post_head(1000) + b"{", within=15)
     assert head.startswith(b"HTTP/1.1 408")
     assert json.loads(payload)["error"]["code"] == "request_timeout"
 
@@ -216,10 +193,7 @@ async def test_a_dripping_body_meets_its_deadline(tmp_path: Path) -> None:
     ) as client:
         host, port = address(client)
         async with raw_connection(host, port) as (reader, writer):
-            writer.write(
-                b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\n"
-                b"Content-Type: application/json\r\nContent-Length: 1000\r\n\r\n"
-            )
+            writer.write(post_head(1000))
 
             async def drip() -> None:
                 for _ in range(1000):
