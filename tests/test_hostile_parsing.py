@@ -1,10 +1,14 @@
 """Hostile input, item 6: strict parsing. A number run into junk is a clear fidelity error
-(never read as its first digits, 0.0, the strongest retouch); high-bit-depth images keep their
-tones; button payloads take only the values the buttons offer."""
+(never read as its first digits, 0.0, the strongest retouch), in captions and in `/retouch` with
+the real Telegram bot; high-bit-depth images keep their tones. (Button payloads take only the
+values the buttons offer: `test_a_forged_redo_value_is_refused_and_costs_nothing` in
+test_telegram_bot.py.)"""
 
 from __future__ import annotations
 
 import io
+from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -17,6 +21,9 @@ from core.formats import sniff_format
 from core.imaging import ImageLimits, prepare_image
 from core.local_backend import LocalBackend
 from core.pipeline import retouch_photo
+from tests.fake_telegram import FakeTelegram
+from tests.test_telegram_bot import ALICE, GROUP, Harness
+from tests.upstream_fakes import Echo, FakeUpstream
 
 
 @pytest.mark.parametrize(
@@ -116,3 +123,27 @@ async def test_a_16_bit_grey_portrait_still_has_its_face(portrait_rgb: np.ndarra
     finally:
         await backend.aclose()
     assert sniff_format(result) is not None
+
+
+# --- end to end: the real Telegram bot ----------------------------------------------------
+
+
+@pytest.fixture
+async def telegram_bot(tmp_path: Path) -> AsyncIterator[Harness]:
+    async with FakeTelegram() as tg, FakeUpstream(default=Echo()) as upstream:
+        harness = Harness(tg, upstream, tmp_path)
+        await harness.start()
+        yield harness
+        await harness.halt()
+
+
+@pytest.mark.parametrize("argument", ["1e309", "0;3", "0 .3"])
+async def test_retouch_with_a_malformed_fidelity_is_refused_and_costs_nothing(
+    telegram_bot: Harness, portrait_bytes: bytes, argument: str
+) -> None:
+    photo = telegram_bot.tg.send_photo(GROUP, ALICE, portrait_bytes)
+    telegram_bot.tg.send_text(GROUP, ALICE, f"/retouch {argument}", reply_to=photo)
+    await telegram_bot.tg.wait_for("sendMessage", answered=True)
+    [answer] = telegram_bot.texts(GROUP)
+    assert "fidelity" in answer.lower() and "0 and 1" in answer
+    assert telegram_bot.upstream.calls == []
