@@ -178,7 +178,7 @@ def plan_image(data: bytes, limits: ImageLimits = DEFAULT_LIMITS) -> ImagePlan:
                 # None: a structure we can't walk; decoding will tell whether it's damaged.
                 if stripped is not None:
                     ready = PreparedImage(stripped, fmt, width, height)
-            return ImagePlan(data, image, goal, ready, for_result=False, limits=limits)
+            return ImagePlan(image, goal, ready, for_result=False, limits=limits)
         except BaseException:
             image.close()
             raise
@@ -202,7 +202,6 @@ class ImagePlan:
 
     def __init__(
         self,
-        data: bytes,
         image: ImageFile.ImageFile,
         goal: _Goal,
         ready: PreparedImage | None,
@@ -210,7 +209,6 @@ class ImagePlan:
         for_result: bool,
         limits: ImageLimits,
     ) -> None:
-        self._data = data
         self._image = image
         self._goal = goal
         self._for_result = for_result
@@ -295,7 +293,7 @@ def fit_for_upload(
         except BaseException:
             image.close()
             raise
-    plan = ImagePlan(data, image, goal, None, for_result=True, limits=limits)
+    plan = ImagePlan(image, goal, None, for_result=True, limits=limits)
     with decode_budget(limits.decode_budget_bytes).hold(plan.cost):
         return plan.run()
 
