@@ -70,6 +70,11 @@ _EN: dict[str, str] = {
     "redo": "Redo {fidelity:g}",
     "cancel": "Cancel",
     "not_yours": "Only the person who sent the photo can use these buttons.",
+    "anonymous_sender": (
+        "You are posting as the group (or a channel), so I can't tell who you are: quotas and "
+        "buttons belong to people. Turn off “Remain anonymous” in your admin rights, or send "
+        "the photo to me in a private chat."
+    ),
     "job_gone": "That photo is no longer available — please send it again.",
     "too_late": "Too late to cancel: it's already done or being delivered.",
     "cancel_ok": "Cancelled.",
@@ -175,6 +180,10 @@ _ZH: dict[str, str] = {
     "redo": "重做 {fidelity:g}",
     "cancel": "取消",
     "not_yours": "只有发送照片的人可以使用这些按钮。",
+    "anonymous_sender": (
+        "你正在以群组(或频道)的身份发言,我无法知道你是谁:次数和按钮都属于个人。"
+        "请在管理员权限中关闭“匿名”,或在私聊中把照片发给我。"
+    ),
     "job_gone": "这张照片已不可用——请重新发送。",
     "too_late": "无法取消:已经完成或正在发送。",
     "cancel_ok": "已取消。",

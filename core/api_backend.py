@@ -3,6 +3,10 @@
 One POST per job, retried with backoff and full jitter only on timeouts, connection errors, 429
 and 5xx (honouring `Retry-After`), then an immediate download of the result URL, which expires
 after one hour. Neither the key, the Authorization header nor the image data URL is ever logged.
+
+Each attempt, POST or download, has one deadline for the whole exchange (connecting, sending,
+the answer to its last byte), and the job has one for all its attempts and pauses together. The
+result URL is fetched under the address guard: public addresses, or the API's own host and port.
 """
 
 from __future__ import annotations
@@ -29,6 +33,7 @@ from tenacity import (
 
 from core.errors import (
     AnimatedImageError,
+    ForbiddenUrlError,
     ImageTooLargeError,
     NoFaceError,
     NotAnImageError,
@@ -45,6 +50,8 @@ from core.fetch import download_image, read_capped
 from core.fidelity import check_fidelity
 from core.formats import PreparedImage
 from core.http import parse_retry_after, url_origin
+from core.logs import strip_url_queries
+from core.netguard import AddressPolicy
 from core.settings import Settings
 
 logger = logging.getLogger("retouch.api")
@@ -99,7 +106,6 @@ _BAD_IMAGE = re.compile(
 _SECRETISH = re.compile(
     r"(?i:bearer)\s+\S+|\bsk-[A-Za-z0-9_\-]{4,}|\b[A-Za-z0-9_\-]{32,}\b|data:[^\s\"']+"
 )
-_URL_QUERY = re.compile(r"(https?://[^\s?#\"']+)[?#][^\s\"']*")
 
 
 class ApiBackend:
@@ -119,6 +125,8 @@ class ApiBackend:
         backoff_base: float = 1.0,
         backoff_max: float = 30.0,
         download_timeout: float | None = 300.0,
+        attempt_timeout: float | None = None,
+        total_timeout: float | None = None,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
         on_retry: Callable[[], None] | None = None,
     ) -> None:
@@ -133,6 +141,9 @@ class ApiBackend:
         self._backoff_max = backoff_max
         self._jitter = wait_random_exponential(multiplier=backoff_base, max=backoff_max)
         self._download_timeout = download_timeout
+        self._attempt_timeout = attempt_timeout
+        self._total_timeout = total_timeout
+        self._result_policy = AddressPolicy.trusting(base_url)
         self._sleep = sleep
 
     @classmethod
@@ -152,11 +163,24 @@ class ApiBackend:
             max_retries=settings.retouch_max_retries,
             max_result_bytes=settings.retouch_max_result_bytes,
             download_timeout=settings.retouch_timeout_seconds,
+            attempt_timeout=settings.retouch_timeout_seconds,
+            total_timeout=settings.retouch_total_timeout_seconds,
             on_retry=on_retry,
         )
 
     async def retouch(self, image: PreparedImage, fidelity: float) -> bytes:
         """Send `image` upstream, then download the result at once (its URL lives one hour)."""
+        try:
+            async with asyncio.timeout(self._total_timeout):
+                return await self._retouch(image, fidelity)
+        except TimeoutError:
+            raise UpstreamTimeoutError(
+                f"the retouch service at {self._origin} took more than "
+                f"{self._total_timeout:g} s in all",
+                retryable=False,
+            ) from None
+
+    async def _retouch(self, image: PreparedImage, fidelity: float) -> bytes:
         fidelity = check_fidelity(fidelity)
         body = self.build_body(image, fidelity)
         logger.debug(
@@ -175,12 +199,7 @@ class ApiBackend:
         data = b""
         async for attempt in self._retrying(DOWNLOAD_ATTEMPTS):
             with attempt:
-                data = await download_image(
-                    self._client,
-                    result_url,
-                    max_bytes=self._max_result_bytes,
-                    timeout=self._download_timeout,
-                )
+                data = await self._download(result_url)
         logger.info(
             "downloaded result from %s: %d bytes in %.2fs",
             url_origin(result_url),
@@ -228,13 +247,45 @@ class ApiBackend:
 
     # --- one attempt ----------------------------------------------------------------------
 
+    async def _download(self, url: str) -> bytes:
+        """The result, from public addresses or the API's own host only."""
+        try:
+            return await download_image(
+                self._client,
+                url,
+                max_bytes=self._max_result_bytes,
+                timeout=self._download_timeout,
+                policy=self._result_policy,
+            )
+        except ForbiddenUrlError:
+            raise UpstreamBadResponseError(
+                "the retouch service answered with a result URL on a private or reserved "
+                "address, other than its own: it was not fetched"
+            ) from None
+
     async def _complete(self, body: bytes, attempt: int) -> str:
-        """POST once; the result URL, or a typed error the retry policy then judges."""
+        """POST once within the attempt's deadline; the result URL, or a typed error the retry
+        policy then judges."""
+        started = time.monotonic()
+        try:
+            async with asyncio.timeout(self._attempt_timeout):
+                return await self._post(body, attempt, started)
+        except TimeoutError:
+            logger.info(
+                "upstream %s took over %.2fs (attempt %d)",
+                self._origin,
+                time.monotonic() - started,
+                attempt,
+            )
+            raise UpstreamTimeoutError(
+                f"the retouch service at {self._origin} did not answer in time", retryable=True
+            ) from None
+
+    async def _post(self, body: bytes, attempt: int, started: float) -> str:
         headers = {"Accept": "application/json", "Content-Type": "application/json"}
         if secret := self._api_key.get_secret_value():
             headers["Authorization"] = f"Bearer {secret}"
         logger.debug("POST %s/chat/completions (attempt %d)", self._origin, attempt)
-        started = time.monotonic()
         try:
             async with self._client.stream(
                 "POST", self._endpoint, content=body, headers=headers, follow_redirects=False
@@ -347,7 +398,7 @@ class ApiBackend:
         if secret:
             text = text.replace(secret, "[redacted]")
         text = _SECRETISH.sub("[redacted]", text)
-        text = _URL_QUERY.sub(r"\1", text)
+        text = strip_url_queries(text)
         text = " ".join(text.split())
         return text[:200] + ("…" if len(text) > 200 else "")
 

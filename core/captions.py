@@ -20,6 +20,9 @@ from core.fidelity import check_fidelity
 _NUMBER = r"[+-]?(?:\d+(?:[.,]\d+)?|[.,]\d+)"
 _VALUE = re.compile(rf"\s*(?P<num>{_NUMBER})\s*(?P<pct>%)?(?![A-Za-z\d_.,%])")
 _BARE = re.compile(rf"(?P<num>{_NUMBER})\s*(?P<pct>%)?")
+# A number run into junk and more digits (`0;3`, `0·3`, `0 .3`, `0/3`, `1e309`): meant as a
+# fidelity, but not one we can read. Refused, never read as its first digits.
+_MALFORMED = re.compile(rf"\s*(?>{_NUMBER})(?:\s*[^\w\s%]+\s*|\s+[.,]?|[eE][+-]?)\d\S*(?=\s|$)")
 # Long keys announce a fidelity for sure: an unreadable value after them is an error. The short
 # ones (`f`, `fid`) could be ordinary words, so they count only when a number follows.
 _STRICT_KEY = re.compile(r"(?<![^\W\d_])fidelity\b\s*[:=]?|保真度?\s*[:=]?", re.IGNORECASE)
@@ -51,6 +54,8 @@ def parse_fidelity(text: str) -> float:
 
 def _find_fidelity(text: str, *, leading_number: bool) -> float | None:
     """The fidelity in `text`; `leading_number` takes `0.3 please` (a command's first argument)."""
+    if _MALFORMED.fullmatch(text) or (leading_number and _MALFORMED.match(text)):
+        raise _unreadable(text)
     bare = _BARE.fullmatch(text)
     if bare is None and leading_number and _starts_with_number(text):
         bare = _BARE.match(text)
@@ -60,16 +65,23 @@ def _find_fidelity(text: str, *, leading_number: bool) -> float | None:
         found = key.search(text)
         if found is None:
             continue
+        if _MALFORMED.match(text, found.end()):
+            raise _unreadable(text[found.end() :])
         value = _VALUE.match(text, found.end())
         if value:
             return _to_fidelity(value["num"], bool(value["pct"]))
         if key is _STRICT_KEY:
-            shown = text[found.end() :].split(maxsplit=1)[:1]
-            raise FidelityError(
-                "Fidelity must be a number between 0 and 1, like 0.3 or 30%.",
-                value=shown[0] if shown else "",
-            )
+            raise _unreadable(text[found.end() :])
     return None
+
+
+def _unreadable(rest: str) -> FidelityError:
+    """The error for a fidelity that is meant but can't be read; it shows the first word."""
+    shown = rest.split(maxsplit=1)[:1]
+    return FidelityError(
+        "Fidelity must be a number between 0 and 1, like 0.3 or 30%.",
+        value=shown[0] if shown else "",
+    )
 
 
 def _starts_with_number(text: str) -> bool:

@@ -1,14 +1,14 @@
 """Download an image from an untrusted URL: http(s) only, size-capped, type- and magic-checked.
 
 Used for the upstream's result URLs (valid for one hour, possibly signed) and by the local API
-server for image URLs given by callers. Error messages name at most the scheme and host.
+server for image URLs given by callers, both under an `AddressPolicy` that every hop and every
+connection passes (`core.netguard`). Error messages name at most the scheme and host.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable
 
 import httpx
 
@@ -23,10 +23,10 @@ from core.errors import (
 )
 from core.formats import sniff_format
 from core.http import parse_retry_after, url_origin
+from core.netguard import AddressPolicy, check_url
+from core.transport import ADDRESS_POLICY
 
 logger = logging.getLogger("retouch.fetch")
-
-UrlGuard = Callable[[str], Awaitable[None]]
 
 _ACCEPTED_TYPES = ("application/octet-stream",)
 
@@ -38,17 +38,18 @@ async def download_image(
     max_bytes: int,
     timeout: float | None = None,  # noqa: ASYNC109 - a whole-download deadline, part of the API
     max_redirects: int = 3,
-    guard: UrlGuard | None = None,
+    policy: AddressPolicy | None = None,
 ) -> bytes:
     """The image at `url`, never reading more than `max_bytes` of it; raises typed `BackendError`s.
 
     `timeout` bounds the whole download (all redirects and the body), which the client's per-read
     timeouts alone do not: a server dripping one byte at a time would never trip them.
-    `guard`, e.g. `core.netguard.ensure_public_url`, vets the URL and every redirect target.
+    `policy` vets the URL, every redirect target and every address connected to; a refusal
+    raises `ForbiddenUrlError`. URLs with a user name or password are refused either way.
     """
     try:
         async with asyncio.timeout(timeout):
-            return await _download(client, url, max_bytes, max_redirects, guard)
+            return await _download(client, url, max_bytes, max_redirects, policy)
     except TimeoutError:
         raise UpstreamTimeoutError(
             f"downloading the image from {url_origin(url)} took too long", origin=url_origin(url)
@@ -60,16 +61,21 @@ async def _download(
     url: str,
     max_bytes: int,
     max_redirects: int,
-    guard: UrlGuard | None,
+    policy: AddressPolicy | None,
 ) -> bytes:
     target = _http_url(url)
+    extensions = {} if policy is None else {ADDRESS_POLICY: policy}
     for _hop in range(max_redirects + 1):
         origin = url_origin(target)
-        if guard is not None:
-            await guard(str(target))
+        if policy is not None:
+            check_url(str(target), policy)
         try:
             async with client.stream(
-                "GET", target, headers={"Accept": "image/*"}, follow_redirects=False
+                "GET",
+                target,
+                headers={"Accept": "image/*"},
+                follow_redirects=False,
+                extensions=extensions,
             ) as response:
                 if response.is_redirect:
                     target = _http_url(response.headers["location"], base=target)
@@ -111,6 +117,8 @@ def _http_url(url: str, *, base: httpx.URL | None = None) -> httpx.URL:
         raise ResultInvalidError(
             "only http and https image URLs can be downloaded", scheme=parsed.scheme
         )
+    if parsed.userinfo:
+        raise ResultInvalidError("image URLs with a user name or password are not downloaded")
     return parsed
 
 

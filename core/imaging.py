@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Final, Literal
 
 from PIL import Image, ImageCms, ImageFile, UnidentifiedImageError
 
+from core import pixels
 from core.errors import (
     AnimatedImageError,
     ImageTooLargeError,
@@ -31,25 +32,35 @@ from core.errors import (
     ResultTooLargeError,
 )
 from core.formats import ImageFormat, PreparedImage, sniff_format
+from core.memory_budget import decode_budget
 
 if TYPE_CHECKING:
     from core.settings import Settings
 
-__all__ = ["DEFAULT_LIMITS", "ImageLimits", "fit_for_upload", "prepare_image"]
+__all__ = [
+    "DEFAULT_LIMITS",
+    "ImageLimits",
+    "ImagePlan",
+    "decode_cost",
+    "fit_for_upload",
+    "plan_image",
+    "prepare_image",
+]
 
 
 @dataclass(frozen=True, slots=True)
 class ImageLimits:
-    """What `prepare_image` accepts (input caps) and produces (upload caps).
+    """What `prepare_image` accepts (input caps) and produces (upload caps), and the decode budget.
 
-    Pillow keeps its own bomb guard (`Image.MAX_IMAGE_PIXELS`, refusing above twice its ~89
-    megapixels); raise that too before setting `max_input_pixels` above 178 megapixels.
+    The input pixel cap is below Pillow's own bomb warning (`Image.MAX_IMAGE_PIXELS`, ~89
+    megapixels, refusing above twice that); raise that too before going above 178 megapixels.
     """
 
     max_input_bytes: int = 50_000_000
-    max_input_pixels: int = 100_000_000
+    max_input_pixels: int = 67_108_864
     max_upload_bytes: int = 10_000_000
-    max_pixels: int = 40_000_000
+    max_pixels: int = 24_000_000
+    decode_budget_bytes: int = 400_000_000
 
     @classmethod
     def from_settings(cls, settings: Settings) -> ImageLimits:
@@ -59,6 +70,7 @@ class ImageLimits:
             max_input_pixels=settings.image_max_input_pixels,
             max_upload_bytes=settings.image_max_upload_bytes,
             max_pixels=settings.image_max_pixels,
+            decode_budget_bytes=settings.image_decode_budget_bytes,
         )
 
 
@@ -72,15 +84,6 @@ _RESULT_TOO_LARGE: Final = "The retouched image is too large to send."
 
 _ORIENTATION: Final = 0x0112
 _JPEG_QUALITIES: Final = (92, 85, 75)
-_TRANSPOSES: Final = {
-    2: Image.Transpose.FLIP_LEFT_RIGHT,
-    3: Image.Transpose.ROTATE_180,
-    4: Image.Transpose.FLIP_TOP_BOTTOM,
-    5: Image.Transpose.TRANSPOSE,
-    6: Image.Transpose.ROTATE_270,
-    7: Image.Transpose.TRANSVERSE,
-    8: Image.Transpose.ROTATE_90,
-}
 
 # What Pillow may parse each sniffed format as: nothing else, so a sniff can't be talked around.
 _PILLOW_FORMATS: Final[dict[ImageFormat, tuple[str, ...]]] = {
@@ -127,7 +130,6 @@ _WEBP_METADATA_FLAGS: Final = 0x08 | 0x04  # VP8X: EXIF and XMP present
 _JPEG_MARKER: Final = re.compile(rb"\xff+([^\xff])")
 _JPEG_SCAN_END: Final = re.compile(rb"\xff[^\x00\xd0-\xd7\xff]")
 
-_SRGB: Final = ImageCms.createProfile("sRGB")
 _heif_lock = threading.Lock()
 _heif_registered = False
 
@@ -136,8 +138,16 @@ def prepare_image(data: bytes, limits: ImageLimits = DEFAULT_LIMITS) -> Prepared
     """Check an input image and shape it for a backend: JPEG, PNG or WebP within `limits`.
 
     Raises `NotAnImageError`, `AnimatedImageError` or `ImageTooLargeError`, with messages fit to
-    show the user.
+    show the user. Decoding waits for its share of the process's decode budget (blocking this
+    thread); async callers use `plan_image`, reserve `plan.cost` without a thread, then `run`.
     """
+    plan = plan_image(data, limits)
+    with decode_budget(limits.decode_budget_bytes).hold(plan.cost):
+        return plan.run()
+
+
+def plan_image(data: bytes, limits: ImageLimits = DEFAULT_LIMITS) -> ImagePlan:
+    """Check an input image from its headers alone, and say what preparing it will cost."""
     if len(data) > limits.max_input_bytes:
         raise ImageTooLargeError(
             f"That file is too large ({_millions(len(data))} MB); "
@@ -148,29 +158,104 @@ def prepare_image(data: bytes, limits: ImageLimits = DEFAULT_LIMITS) -> Prepared
     fmt = sniff_format(data)
     if fmt is None:
         raise NotAnImageError(_UNREADABLE)
-    with _decoding(for_result=False, max_pixels=limits.max_input_pixels), _open(data, fmt) as image:
-        width, height = image.size
-        if width * height > limits.max_input_pixels:
+    goal = _Goal(limits.max_upload_bytes, limits.max_pixels, None)
+    with _decoding(for_result=False, max_pixels=limits.max_input_pixels):
+        image = _open(data, fmt)
+        try:
+            width, height = image.size
+            if width * height > limits.max_input_pixels:
+                raise ImageTooLargeError(
+                    f"That image is too large ({_millions(width * height)} megapixels); "
+                    f"the limit is {_millions(limits.max_input_pixels)}.",
+                    pixels=width * height,
+                    limit_pixels=limits.max_input_pixels,
+                )
+            if image.format in _ANIMATION_FORMATS and _is_animated(image):
+                raise AnimatedImageError(_ANIMATED)
+            ready = None
+            if _passes_as_is(data, fmt, image, goal):
+                stripped = _strip_metadata(data, fmt)
+                # None: a structure we can't walk; decoding will tell whether it's damaged.
+                if stripped is not None:
+                    ready = PreparedImage(stripped, fmt, width, height)
+            return ImagePlan(image, goal, ready, for_result=False, limits=limits)
+        except BaseException:
+            image.close()
+            raise
+
+
+@dataclass(frozen=True, slots=True)
+class _Goal:
+    """What re-encoding must reach: at most these bytes, pixels and width + height."""
+
+    max_bytes: int
+    max_pixels: int | None
+    max_side_sum: int | None
+
+
+class ImagePlan:
+    """An image checked from its headers: what it will become, and what decoding it costs.
+
+    `cost` (bytes) is an upper bound of the memory `run` takes; zero when the bytes pass as they
+    are. `output_size` is the size of the result. Run it once, in a thread.
+    """
+
+    def __init__(
+        self,
+        image: ImageFile.ImageFile,
+        goal: _Goal,
+        ready: PreparedImage | None,
+        *,
+        for_result: bool,
+        limits: ImageLimits,
+    ) -> None:
+        self._image = image
+        self._goal = goal
+        self._for_result = for_result
+        self._limits = limits
+        self.ready = ready
+        if ready is not None:
+            image.close()
+            self.output_size = (ready.width, ready.height)
+            self.cost = 0
+            return
+        self.output_size = pixels.fit_size(image.size, goal.max_pixels, goal.max_side_sum)
+        if image.format in ("JPEG", "MPO"):
+            # Let libjpeg decode at 1/2, 1/4 or 1/8 scale when we shrink that much anyway (as
+            # `thumbnail()` does): less work, less memory, and Lanczos still makes the final step.
+            width, height = self.output_size
+            image.draft(None, (width * 2, height * 2))
+        self.cost = decode_cost(image.size, image.mode, self.output_size, goal.max_bytes)
+
+    def run(self) -> PreparedImage:
+        """Decode and re-encode (or hand back the bytes that pass as they are)."""
+        if self.ready is not None:
+            return self.ready
+        limits = self._limits
+        try:
+            with _decoding(for_result=self._for_result, max_pixels=limits.max_input_pixels):
+                prepared = _reencode(self._image, self._goal)
+        finally:
+            self._image.close()
+        if prepared is None:
+            if self._for_result:
+                raise ResultTooLargeError(_RESULT_TOO_LARGE, limit_bytes=self._goal.max_bytes)
             raise ImageTooLargeError(
-                f"That image is too large ({_millions(width * height)} megapixels); "
-                f"the limit is {_millions(limits.max_input_pixels)}.",
-                pixels=width * height,
-                limit_pixels=limits.max_input_pixels,
+                "That image can't be made small enough to send; try a smaller one.",
+                limit_bytes=self._goal.max_bytes,
             )
-        if image.format in _ANIMATION_FORMATS and _is_animated(image):
-            raise AnimatedImageError(_ANIMATED)
-        if _passes_as_is(data, fmt, image, limits.max_upload_bytes, limits.max_pixels, None):
-            stripped = _strip_metadata(data, fmt)
-            # None: a structure we can't walk; decoding will tell whether it's damaged.
-            if stripped is not None:
-                return PreparedImage(stripped, fmt, width, height)
-        prepared = _reencode(image, limits.max_upload_bytes, limits.max_pixels, None)
-    if prepared is None:
-        raise ImageTooLargeError(
-            "That image can't be made small enough to send; try a smaller one.",
-            limit_bytes=limits.max_upload_bytes,
-        )
-    return prepared
+        return prepared
+
+
+def decode_cost(
+    size: tuple[int, int], mode: str, output_size: tuple[int, int], max_bytes: int
+) -> int:
+    """Bytes that decoding an image of `size` in `mode` and re-encoding it at `output_size` hold
+    at most: the decoded pixels, the output and one copy of it (RGB(A) at four bytes a pixel),
+    and the encoder's buffers."""
+    decoded = size[0] * size[1] * pixels.pixel_bytes(mode)
+    output = output_size[0] * output_size[1]
+    return decoded + 8 * output + min(2 * max_bytes, 3 * output) + 2 * pixels.BAND_PIXELS * 4
 
 
 def fit_for_upload(
@@ -180,29 +265,37 @@ def fit_for_upload(
     max_pixels: int | None = None,
     max_side_sum: int | None = None,
     max_ratio: float | None = None,
+    limits: ImageLimits = DEFAULT_LIMITS,
 ) -> PreparedImage:
     """Shrink or re-encode a result so a chat platform takes it as a photo; unchanged if it fits.
 
     No scaling fixes an aspect ratio, so an image longer than `max_ratio` (long side / short side)
     comes back unchanged and the caller decides, e.g. sends it as a file: compare the returned
     width and height with its limit. Errors are the backend's (`ResultInvalidError`,
-    `ResultTooLargeError`), since a bad result is never the user's fault.
+    `ResultTooLargeError`), since a bad result is never the user's fault. Decoding waits for its
+    share of the decode budget of `limits`, blocking this thread.
     """
     fmt = sniff_format(data)
     if fmt is None:
         raise ResultInvalidError(_RESULT_UNREADABLE)
-    max_input = DEFAULT_LIMITS.max_input_pixels
-    with _decoding(for_result=True, max_pixels=max_input), _open(data, fmt) as image:
-        width, height = image.size
-        if width * height > max_input:
-            raise ResultTooLargeError(_RESULT_TOO_LARGE, pixels=width * height)
-        too_long = max_ratio is not None and max(width, height) > max_ratio * min(width, height)
-        if too_long or _passes_as_is(data, fmt, image, max_bytes, max_pixels, max_side_sum):
-            return PreparedImage(data, fmt, width, height)
-        prepared = _reencode(image, max_bytes, max_pixels, max_side_sum)
-    if prepared is None:
-        raise ResultTooLargeError(_RESULT_TOO_LARGE, limit_bytes=max_bytes)
-    return prepared
+    max_input = limits.max_input_pixels
+    goal = _Goal(max_bytes, max_pixels, max_side_sum)
+    with _decoding(for_result=True, max_pixels=max_input):
+        image = _open(data, fmt)
+        try:
+            width, height = image.size
+            if width * height > max_input:
+                raise ResultTooLargeError(_RESULT_TOO_LARGE, pixels=width * height)
+            too_long = max_ratio is not None and max(width, height) > max_ratio * min(width, height)
+            if too_long or _passes_as_is(data, fmt, image, goal):
+                image.close()
+                return PreparedImage(data, fmt, width, height)
+        except BaseException:
+            image.close()
+            raise
+    plan = ImagePlan(image, goal, None, for_result=True, limits=limits)
+    with decode_budget(limits.decode_budget_bytes).hold(plan.cost):
+        return plan.run()
 
 
 # --- reading ------------------------------------------------------------------------------
@@ -251,15 +344,9 @@ def _is_animated(image: Image.Image) -> bool:
     return bool(getattr(image, "is_animated", False)) or int(getattr(image, "n_frames", 1)) > 1
 
 
-def _passes_as_is(
-    data: bytes,
-    fmt: ImageFormat,
-    image: ImageFile.ImageFile,
-    max_bytes: int,
-    max_pixels: int | None,
-    max_side_sum: int | None,
-) -> bool:
+def _passes_as_is(data: bytes, fmt: ImageFormat, image: ImageFile.ImageFile, goal: _Goal) -> bool:
     """Whether the bytes can go as they are: within limits, complete, upright; headers only."""
+    max_bytes, max_pixels, max_side_sum = goal.max_bytes, goal.max_pixels, goal.max_side_sum
     width, height = image.size
     if fmt not in _PASS_MODES or image.mode not in _PASS_MODES[fmt] or len(data) > max_bytes:
         return False
@@ -408,76 +495,28 @@ def _join(data: bytes, kept: list[tuple[int, int]]) -> bytes:
 # --- converting and encoding -------------------------------------------------------------
 
 
-def _reencode(
-    image: ImageFile.ImageFile,
-    max_bytes: int,
-    max_pixels: int | None,
-    max_side_sum: int | None,
-) -> PreparedImage | None:
-    """Decode, convert to RGB(A), shrink, turn upright, and encode small enough for `max_bytes`.
+def _reencode(image: ImageFile.ImageFile, goal: _Goal) -> PreparedImage | None:
+    """Decode, shrink, convert to 8-bit RGB(A), turn upright, and encode within `goal.max_bytes`.
 
     The result is a JPEG, or a PNG when real transparency fits. None when nothing fits.
     """
-    if image.format in ("JPEG", "MPO"):
-        # Let libjpeg decode at 1/2, 1/4 or 1/8 scale when we shrink that much anyway (as
-        # `thumbnail()` does): less work, less memory, and Lanczos still makes the final step.
-        width, height = _fit_size(image.size, max_pixels, max_side_sum)
-        image.draft(None, (width * 2, height * 2))
     image.load()
     icc = image.info.get("icc_profile") or None
     orientation = image.getexif().get(_ORIENTATION, 1)
-    rgb, icc, alpha = _to_rgb(image, icc)
     # The limits hold whichever way up: shrink first, so that turning copies fewer pixels.
-    rgb = _resize(rgb, _fit_size(rgb.size, max_pixels, max_side_sum))
-    rgb = _upright(rgb, orientation)
+    size = pixels.fit_size(image.size, goal.max_pixels, goal.max_side_sum)
+    shrunk = pixels.shrink(image, size)
+    if shrunk is not image:
+        image.close()  # the decoded pixels go now: only the output is held from here on
+    rgb, icc, alpha = pixels.to_rgb(shrunk, icc)
+    del shrunk
+    rgb = pixels.upright(rgb, orientation)
     if alpha:
         png = _encode(rgb, "png", icc)
-        if len(png) <= max_bytes:
+        if len(png) <= goal.max_bytes:
             return PreparedImage(png, "png", rgb.width, rgb.height)
-        rgb = _flatten(rgb)
-    return _jpeg_to_fit(rgb, icc, max_bytes)
-
-
-def _upright(image: Image.Image, orientation: object) -> Image.Image:
-    """Turn the pixels as the EXIF orientation says (pillow_heif has already done so for HEIF).
-
-    The same table as `ImageOps.exif_transpose`; the tag itself goes with the rest of the EXIF.
-    """
-    method = _TRANSPOSES.get(orientation) if isinstance(orientation, int) else None
-    return image if method is None else image.transpose(method)
-
-
-def _to_rgb(image: Image.Image, icc: bytes | None) -> tuple[Image.Image, bytes | None, bool]:
-    """The image as RGB, or RGBA when it has real transparency; the profile that still applies."""
-    if icc is not None and icc[16:20] != b"RGB ":
-        # A CMYK or grey profile can't describe RGB pixels: convert the colours to sRGB instead.
-        converted = _cms_to_srgb(image, icc)
-        image = image if converted is None else converted
-        icc = None
-    alpha = image.has_transparency_data
-    if alpha:
-        image = image if image.mode == "RGBA" else image.convert("RGBA")
-        alpha = image.getchannel("A").getextrema()[0] != 255
-    if not alpha and image.mode != "RGB":
-        image = image.convert("RGB")
-    return image, icc, alpha
-
-
-def _cms_to_srgb(image: Image.Image, icc: bytes) -> Image.Image | None:
-    if image.mode not in ("CMYK", "L"):
-        return None
-    try:
-        source = ImageCms.ImageCmsProfile(io.BytesIO(icc))
-        return ImageCms.profileToProfile(image, source, _SRGB, outputMode="RGB")
-    except (ImageCms.PyCMSError, OSError, ValueError, TypeError):
-        return None
-
-
-def _flatten(image: Image.Image) -> Image.Image:
-    """Lay an RGBA image on white, the background a JPEG viewer would most likely show."""
-    background = Image.new("RGB", image.size, (255, 255, 255))
-    background.paste(image, mask=image.getchannel("A"))
-    return background
+        rgb = pixels.flatten(rgb)
+    return _jpeg_to_fit(rgb, icc, goal.max_bytes)
 
 
 def _jpeg_to_fit(image: Image.Image, icc: bytes | None, max_bytes: int) -> PreparedImage | None:
@@ -495,7 +534,7 @@ def _jpeg_to_fit(image: Image.Image, icc: bytes | None, max_bytes: int) -> Prepa
         # JPEG size grows roughly with the pixel count; aim a little under, in bounded steps.
         factor = min(0.9, max(0.5, math.sqrt(max_bytes / len(data)) * 0.95))
         size = (max(1, int(image.width * factor)), max(1, int(image.height * factor)))
-        image = _resize(image, size)
+        image = pixels.resize(image, size)
 
 
 def _encode(
@@ -510,39 +549,6 @@ def _encode(
     else:
         image.save(buffer, "PNG", icc_profile=icc)
     return buffer.getvalue()
-
-
-def _resize(image: Image.Image, size: tuple[int, int]) -> Image.Image:
-    if image.size == size:
-        return image
-    return image.resize(size, Image.Resampling.LANCZOS, reducing_gap=3.0)
-
-
-def _fit_size(
-    size: tuple[int, int], max_pixels: int | None, max_side_sum: int | None
-) -> tuple[int, int]:
-    """The largest size of the same aspect within both limits (each side at least 1)."""
-    width, height = size
-    scale = 1.0
-    if max_pixels is not None and width * height > max_pixels:
-        scale = math.sqrt(max_pixels / (width * height))
-    if max_side_sum is not None and width + height > max_side_sum:
-        scale = min(scale, max_side_sum / (width + height))
-    if scale >= 1.0:
-        return size
-    new_width, new_height = max(1, int(width * scale)), max(1, int(height * scale))
-    # Float rounding, or a side held at 1 pixel, can leave us a little over: trim the long side.
-    if max_pixels is not None and new_width * new_height > max_pixels:
-        if new_width >= new_height:
-            new_width = max(1, max_pixels // new_height)
-        else:
-            new_height = max(1, max_pixels // new_width)
-    if max_side_sum is not None and new_width + new_height > max_side_sum:
-        if new_width >= new_height:
-            new_width = max(1, max_side_sum - new_height)
-        else:
-            new_height = max(1, max_side_sum - new_width)
-    return new_width, new_height
 
 
 def _millions(count: int) -> str:

@@ -1,7 +1,8 @@
 """Logging set-up with secret redaction: tokens and keys never reach a log line.
 
 Known secrets (from the settings) are replaced wherever they appear, and so is anything shaped like
-a Telegram bot token, a bearer credential or an `sk-` key, in messages, arguments and tracebacks.
+a Telegram bot token, a bearer credential, an `sk-` key or the signature of a signed URL
+(`X-Amz-Signature=...`, `sig=...`), in messages, arguments and tracebacks.
 """
 
 from __future__ import annotations
@@ -31,7 +32,14 @@ _PATTERNS = (
     re.compile(r"(?i)(bearer\s+)[^\s'\",]+"),
     re.compile(r"\bsk-[A-Za-z0-9_-]{8,}"),
     re.compile(r"(?i)(postgres(?:ql)?://[^:/\s]+:)[^@\s]+(@)"),
+    # A signed URL's credentials: X-Amz-Signature, X-Amz-Credential, X-Goog-Signature, sig,
+    # access_token, api_key, ... (the parameter kept, its value gone).
+    re.compile(
+        r"(?i)([?&][\w.-]*(?:signature|sig|token|credential|secret|password|key|auth)[\w.-]*=)"
+        r"[^&\s'\"#]+"
+    ),
 )
+_URL_QUERY = re.compile(r"(https?://[^\s?#\"']+)[?#][^\s\"']*")
 
 
 class Redactor:
@@ -53,6 +61,11 @@ def _keep_prefix(match: re.Match[str]) -> str:
     if len(groups) == 2:
         return f"{groups[0]}{REDACTED}{groups[1]}"
     return f"{groups[0]}{REDACTED}" if groups else REDACTED
+
+
+def strip_url_queries(text: str) -> str:
+    """`text` with every http(s) URL's query and fragment cut off: they may hold signatures."""
+    return _URL_QUERY.sub(r"\1", text)
 
 
 def redact_url(url: str) -> str:

@@ -102,15 +102,17 @@ class Settings(EnvSettings):
     retouch_default_fidelity: float = Field(0.1, ge=0.0, le=1.0)
     retouch_model: str = "retouch"
     retouch_timeout_seconds: float = Field(120.0, gt=0)
+    retouch_total_timeout_seconds: float = Field(600.0, gt=0)
     retouch_connect_timeout_seconds: float = Field(10.0, gt=0)
     retouch_max_retries: int = Field(3, ge=0, le=10)
     retouch_max_result_bytes: int = Field(50_000_000, gt=0)
 
     # --- images ---------------------------------------------------------------------------
     image_max_input_bytes: int = Field(50_000_000, gt=0)
-    image_max_input_pixels: int = Field(100_000_000, gt=0)
+    image_max_input_pixels: int = Field(67_108_864, gt=0)
     image_max_upload_bytes: int = Field(10_000_000, gt=0)
-    image_max_pixels: int = Field(40_000_000, gt=0)
+    image_max_pixels: int = Field(24_000_000, gt=0)
+    image_decode_budget_bytes: int = Field(400_000_000, gt=0)
 
     # --- the embedded engine ----------------------------------------------------------------
     engine_threads: int = Field(0, ge=0)

@@ -6,16 +6,27 @@ CPU per job (a 270 KB POST and a 200 KB download) where aiohttp's cost under 2 m
 as the httpx exceptions httpcore would raise, so callers catch `httpx.TimeoutException` and
 `httpx.TransportError` as before. One difference: httpx's write timeout becomes part of a deadline
 for the whole exchange (see `handle_async_request`).
+
+A request whose `extensions` carry an `AddressPolicy` (`ADDRESS_POLICY`) goes through a pool of
+its own whose resolver checks every address before connecting (`core.netguard`), and a literal
+address in its URL is checked too; a refusal raises `ForbiddenUrlError`.
 """
 
 from __future__ import annotations
 
 import contextlib
+import ipaddress
 import ssl
 from collections.abc import AsyncIterator, Iterator
 
 import aiohttp
 import httpx
+
+from core.logs import strip_url_queries
+from core.netguard import AddressPolicy, PinningResolver
+
+ADDRESS_POLICY = "retouch.address_policy"
+"""The request extension naming the `AddressPolicy` a fetch of an untrusted URL connects by."""
 
 _ERRORS: tuple[tuple[type[BaseException], type[httpx.TransportError]], ...] = (
     # Most specific first: several aiohttp errors subclass each other.
@@ -30,6 +41,9 @@ _ERRORS: tuple[tuple[type[BaseException], type[httpx.TransportError]], ...] = (
     (aiohttp.InvalidURL, httpx.UnsupportedProtocol),
     (aiohttp.ClientOSError, httpx.ReadError),
     (aiohttp.ClientError, httpx.NetworkError),
+    # aiohttp refuses some requests with ValueError (a URL's credentials beside an
+    # Authorization header, a newline in a header): the request is at fault, not the network.
+    (ValueError, httpx.LocalProtocolError),
 )
 
 
@@ -37,11 +51,13 @@ _ERRORS: tuple[tuple[type[BaseException], type[httpx.TransportError]], ...] = (
 def _as_httpx_errors(request: httpx.Request) -> Iterator[None]:
     try:
         yield
-    except (aiohttp.ClientError, TimeoutError) as exc:
+    except (aiohttp.ClientError, TimeoutError, ValueError) as exc:
         for source, target in _ERRORS:
             if isinstance(exc, source):
-                detail = str(exc) or f"{type(exc).__name__} ({request.method} {request.url.host})"
-                raise target(detail, request=request) from exc
+                # aiohttp's messages, and so its exceptions, quote the URL, whose query may be
+                # a signature: the chain is cut here and the message kept without queries.
+                detail = strip_url_queries(str(exc)) or f"{request.method} {request.url.host}"
+                raise target(f"{type(exc).__name__}: {detail}", request=request) from None
         raise  # pragma: no cover - ClientError is the last entry
 
 
@@ -78,23 +94,25 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
     ) -> None:
         self._limits = limits
         self._ssl = ssl_context if ssl_context is not None else httpx.create_ssl_context()
-        self._session: aiohttp.ClientSession | None = None
+        self._sessions: dict[AddressPolicy | None, aiohttp.ClientSession] = {}
 
-    def _open(self) -> aiohttp.ClientSession:
-        if self._session is None or self._session.closed:
+    def _open(self, policy: AddressPolicy | None) -> aiohttp.ClientSession:
+        session = self._sessions.get(policy)
+        if session is None or session.closed:
             connector = aiohttp.TCPConnector(
                 limit=self._limits.max_connections or 0,
                 limit_per_host=0,
                 keepalive_timeout=self._limits.keepalive_expiry or 15.0,
                 ssl=self._ssl,
+                resolver=None if policy is None else PinningResolver(policy),
             )
-            self._session = aiohttp.ClientSession(
+            session = self._sessions[policy] = aiohttp.ClientSession(
                 connector=connector,
                 cookie_jar=aiohttp.DummyCookieJar(),
                 auto_decompress=False,
                 timeout=aiohttp.ClientTimeout(total=None),
             )
-        return self._session
+        return session
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
         timeouts = request.extensions.get("timeout", {})
@@ -118,8 +136,14 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
             data = _stream(request)
             headers = headers.copy()
             headers.pop("transfer-encoding", None)  # aiohttp chunks the body itself
+        policy = request.extensions.get(ADDRESS_POLICY)
+        if policy is not None:
+            host, port = request.url.host, request.url.port or _DEFAULT_PORTS[request.url.scheme]
+            # aiohttp connects to a literal address without asking the resolver.
+            if _is_literal(host):
+                policy.check_address(host, port, host)
         with _as_httpx_errors(request):
-            response = await self._open().request(
+            response = await self._open(policy).request(
                 request.method,
                 str(request.url),
                 headers=headers.multi_items(),
@@ -139,9 +163,20 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
         )
 
     async def aclose(self) -> None:
-        if self._session is not None:
-            await self._session.close()
-            self._session = None
+        sessions, self._sessions = list(self._sessions.values()), {}
+        for session in sessions:
+            await session.close()
+
+
+_DEFAULT_PORTS = {"http": 80, "https": 443}
+
+
+def _is_literal(host: str) -> bool:
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return True
 
 
 async def _stream(request: httpx.Request) -> AsyncIterator[bytes]:

@@ -18,6 +18,7 @@ from core.errors import (
 )
 from core.fetch import download_image
 from core.http import http_client
+from core.netguard import AddressPolicy
 from tests.upstream_fakes import FakeFile, FakeUpstream, sample_jpeg, sample_png
 
 CAP = 100_000
@@ -163,18 +164,13 @@ async def test_redirect_to_another_scheme_is_refused(
         await download_image(client, url, max_bytes=CAP)
 
 
-async def test_guard_vets_every_hop(upstream: FakeUpstream, client: httpx.AsyncClient) -> None:
-    seen: list[str] = []
-
-    async def guard(url: str) -> None:
-        seen.append(url)
-        if "inner" in url:
-            raise ForbiddenUrlError("private")
-
-    url = upstream.add_file(FakeFile(status=307, location="/files/inner"))
+async def test_the_policy_vets_every_hop(upstream: FakeUpstream, client: httpx.AsyncClient) -> None:
+    port = httpx.URL(upstream.base_url).port
+    inner = f"http://127.0.0.2:{port}/files/inner"
+    url = upstream.add_file(FakeFile(status=307, location=inner))
+    policy = AddressPolicy.trusting(upstream.base_url)
     with pytest.raises(ForbiddenUrlError):
-        await download_image(client, url, max_bytes=CAP, guard=guard)
-    assert seen == [url, upstream.file_url("inner")]
+        await download_image(client, url, max_bytes=CAP, policy=policy)
     assert len(upstream.file_requests) == 1
 
 

@@ -9,7 +9,6 @@ import ssl
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 
-import aiohttp
 import httpx
 import pytest
 import trustme
@@ -133,7 +132,9 @@ async def test_refused_connection_is_a_connect_error() -> None:
     async with http_client(5.0) as client:
         with pytest.raises(httpx.ConnectError) as caught:
             await client.get(f"http://127.0.0.1:{port}/")
-    assert isinstance(caught.value.__cause__, aiohttp.ClientConnectorError)  # aiohttp did the work
+    # aiohttp did the work; its exception is named, not chained (it may quote a signed URL).
+    assert str(caught.value).startswith("ClientConnectorError: ")
+    assert caught.value.__cause__ is None
 
 
 async def test_server_closing_without_an_answer_is_a_protocol_error() -> None:

@@ -14,6 +14,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+import aiohttp
 import discord
 import discord.gateway
 import discord.http
@@ -24,6 +25,7 @@ from bots.discord.commands import build_tree, sync_commands
 from bots.discord.settings import DiscordSettings
 from bots.runtime import Runtime, serve
 from core.errors import ConfigError
+from core.http import url_origin
 from core.settings import Settings
 
 log = logging.getLogger("retouch.discord")
@@ -111,7 +113,16 @@ class DiscordRunner:
         try:
             await self.client.login(self.token)
         except discord.LoginFailure:
-            raise ConfigError("DISCORD_BOT_TOKEN: Discord refused the token") from None
+            raise ConfigError(
+                "DISCORD_BOT_TOKEN: Discord refused the token; "
+                "fix: copy it again from the Developer Portal (Bot, Reset Token)"
+            ) from None
+        except (aiohttp.ClientError, OSError, TimeoutError) as exc:
+            where = url_origin(discord.http.Route.BASE)
+            raise ConfigError(
+                f"DISCORD_API_BASE_URL: cannot reach Discord at {where} "
+                f"({type(exc).__name__}); fix: check the network, or the setting"
+            ) from None
         if self.discord.sync_commands:
             await sync_commands(tree, self.discord.guild_ids)
 

@@ -8,6 +8,7 @@ import contextlib
 import logging
 import time
 from collections.abc import AsyncIterator, Callable
+from typing import Final
 
 import httpx
 from aiohttp import web
@@ -24,9 +25,12 @@ from core.backend import RetouchBackend
 from core.errors import RetouchError
 from core.http import create_http_client
 from core.imaging import ImageLimits
+from core.memory_budget import MemoryBudget
 from core.settings import Settings
 
 log = logging.getLogger("retouch.server")
+
+_LINGERING_SECONDS: Final = 2.0
 
 
 def create_app(
@@ -47,9 +51,20 @@ def create_app(
         files=ResultStore(serve.serve_api_results_dir, serve.serve_api_result_ttl_seconds, clock),
         limits=ImageLimits.from_settings(settings),
         keys=[k.get_secret_value().encode() for k in serve.serve_api_keys],
+        bodies=MemoryBudget(serve.serve_api_body_budget_bytes),
         client=client,
     )
-    app = web.Application(client_max_size=body_limit(settings), middlewares=[_middleware])
+    app = web.Application(
+        client_max_size=body_limit(settings),
+        middlewares=[_middleware],
+        handler_args={
+            # A connection that has not sent a whole request's headers this long after it
+            # opened (or after its last answer) is closed: slow headers are let go.
+            "keepalive_timeout": serve.serve_api_header_timeout_seconds,
+            # After an answer to a body left unread (413, 408), drain it this long at most.
+            "lingering_time": _LINGERING_SECONDS,
+        },
+    )
     app[STATE] = state
     app.cleanup_ctx.append(_lifetime)
     add_routes(app)
@@ -99,16 +114,16 @@ async def _middleware(request: web.Request, handler: Handler) -> web.StreamRespo
         status = response.status
         return response
     except (ApiError, RetouchError) as exc:
-        error = _as_api_error(exc, request)
-        status, code = error.status, error.code
-        return error.response()
+        # No local may keep `exc`: with its traceback (this frame) that is a cycle, and the
+        # request's body would wait in it for the garbage collector.
+        status, code, answer = _answer(_as_api_error(exc, request))
+        return answer
     except web.HTTPException as exc:
         status = exc.status
         if exc.status < 400:
             raise
-        error = _from_http_exception(exc, request)
-        code = error.code
-        return error.response()
+        status, code, answer = _answer(_from_http_exception(exc, request))
+        return answer
     except Exception:
         log.exception("unexpected error in %s", _route_name(request))
         code = "server_error"
@@ -129,6 +144,10 @@ async def _middleware(request: web.Request, handler: Handler) -> web.StreamRespo
             "" if fidelity is None else f" fidelity={fidelity:g}",
             "" if code is None else f" code={code}",
         )
+
+
+def _answer(error: ApiError) -> tuple[int, str | None, web.Response]:
+    return error.status, error.code, error.response()
 
 
 def _as_api_error(exc: ApiError | RetouchError, request: web.Request) -> ApiError:

@@ -14,31 +14,35 @@ import httpx
 from bots.serve_api.errors import ApiError
 from core.errors import BackendError, ForbiddenUrlError, ImageTooLargeError
 from core.fetch import download_image
-from core.netguard import ensure_public_url
+from core.netguard import PUBLIC_ONLY
 
 _MAX_URL_CHARS: Final = 8192
 _DOWNLOAD_TIMEOUT: Final = 30.0
+
+
+def is_data_url(url: str) -> bool:
+    return url[:5].lower() == "data:"
 
 
 async def load_image(
     url: str, *, client: httpx.AsyncClient, max_bytes: int, allow_private: bool
 ) -> bytes:
     """The image bytes behind a `data:` URL or an http(s) URL (public only, unless allowed)."""
-    scheme = url.partition(":")[0].lower()
-    if scheme == "data":
+    if is_data_url(url):
         return await asyncio.to_thread(decode_data_url, url, max_bytes)
+    scheme = url.partition(":")[0].lower()
     if scheme not in ("http", "https"):
         raise ForbiddenUrlError("Only http(s) and base64 data: image URLs are accepted.")
     if len(url) > _MAX_URL_CHARS:
         raise ApiError(400, "The image URL is too long.", code="invalid_image_url")
     try:
-        # The guard vets the URL and every redirect target.
+        # The policy vets the URL, every redirect target and every address connected to.
         return await download_image(
             client,
             url,
             max_bytes=max_bytes,
             timeout=_DOWNLOAD_TIMEOUT,
-            guard=None if allow_private else ensure_public_url,
+            policy=None if allow_private else PUBLIC_ONLY,
         )
     except BackendError as exc:
         raise ApiError(

@@ -9,10 +9,17 @@ from typing import Any, Final
 from aiohttp import web
 
 from bots.serve_api.errors import ApiError, json_response
-from bots.serve_api.images import load_image
-from bots.serve_api.request import MODEL, body_limit, parse_request, read_json
-from bots.serve_api.state import FIDELITY, STATE
-from core.imaging import prepare_image
+from bots.serve_api.images import decode_data_url, is_data_url, load_image
+from bots.serve_api.request import (
+    MODEL,
+    BodyDeadlines,
+    body_cost,
+    body_limit,
+    parse_request,
+    read_json,
+)
+from bots.serve_api.state import FIDELITY, STATE, ServerState
+from core.pipeline import retouch_photo
 
 BAD_KEY_MESSAGE: Final = "Incorrect API key provided."
 
@@ -42,25 +49,55 @@ def authorize(request: web.Request) -> None:
 
 
 async def chat_completions(request: web.Request) -> web.Response:
-    """Retouch the request's image; answers the contract's JSON with the result file's URL."""
+    """Retouch the request's image; answers the contract's JSON with the result file's URL.
+
+    A place in the queue, then a share of the body budget, come before any of the body is read,
+    so neither many bodies at once nor a huge one can take the memory.
+    """
     state = request.app[STATE]
     authorize(request)
-    job = parse_request(await read_json(request, body_limit(state.settings)))
-    request[FIDELITY] = job.fidelity
-    assert state.client is not None  # set at start-up, before the first request
+    settings, serve = state.settings, state.serve
+    limit = body_limit(settings)
+    deadlines = BodyDeadlines(
+        serve.serve_api_body_idle_seconds, serve.serve_api_body_timeout_seconds
+    )
+    max_bytes = settings.image_max_input_bytes
     with state.queue.admit():
-        data = await load_image(
-            job.image_url,
-            client=state.client,
-            max_bytes=state.settings.image_max_input_bytes,
-            allow_private=state.serve.serve_api_allow_private_urls,
-        )
-        async with state.queue.slot():
-            prepared = await asyncio.to_thread(prepare_image, data, state.limits)
-            result = await state.backend.retouch(prepared, job.fidelity)
-        name = await asyncio.to_thread(state.files.save, result)
+        async with state.bodies.hold_async(body_cost(request, limit)):
+            job = parse_request(await read_json(request, limit, deadlines))
+            request[FIDELITY] = fidelity = job.fidelity
+            url = job.image_url
+            del job
+            if is_data_url(url):
+                data = await asyncio.to_thread(decode_data_url, url, max_bytes)
+                del url  # the body's largest string goes before the wait for a worker
+                return _completion(state, request, await _retouch(state, data, fidelity))
+        # An image URL: the body was small, the download may not be.
+        async with state.bodies.hold_async(max_bytes):
+            data = await _download(state, url)
+            return _completion(state, request, await _retouch(state, data, fidelity))
+
+
+async def _download(state: ServerState, url: str) -> bytes:
+    assert state.client is not None  # set at start-up, before the first request
+    return await load_image(
+        url,
+        client=state.client,
+        max_bytes=state.settings.image_max_input_bytes,
+        allow_private=state.serve.serve_api_allow_private_urls,
+    )
+
+
+async def _retouch(state: ServerState, data: bytes, fidelity: float) -> str:
+    """Retouch in one of the workers' slots; the result file's name."""
+    async with state.queue.slot():
+        result = await retouch_photo(state.backend, data, fidelity, state.limits)
+    return await asyncio.to_thread(state.files.save, result)
+
+
+def _completion(state: ServerState, request: web.Request, name: str) -> web.Response:
     now = state.clock()
-    base = state.serve.serve_api_public_url.rstrip("/") or str(request.url.origin())
+    base = state.serve.serve_api_public_url.rstrip("/") or bound_origin(request)
     return json_response(
         {
             "id": f"xty-{int(now * 1000)}",
@@ -77,6 +114,17 @@ async def chat_completions(request: web.Request) -> web.Response:
             "usage": {"prompt_tokens": 0, "completion_tokens": 0, "total_tokens": 0},
         }
     )
+
+
+def bound_origin(request: web.Request) -> str:
+    """`http://address:port` of the socket the request came in on: never the Host header,
+    which the client writes."""
+    transport = request.transport
+    sockname = transport.get_extra_info("sockname") if transport is not None else None
+    if not isinstance(sockname, tuple) or len(sockname) < 2:
+        raise ApiError(500, "The server cannot tell its own address.", type="server_error")
+    host, port = str(sockname[0]), int(sockname[1])
+    return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
 
 
 async def models(request: web.Request) -> web.Response:

@@ -28,6 +28,10 @@ class ServeApiSettings(EnvSettings):
     serve_api_workers: int = Field(0, ge=0)
     serve_api_queue_size: int = Field(16, ge=1)
     serve_api_allow_private_urls: bool = False
+    serve_api_body_budget_bytes: int = Field(300_000_000, gt=0)
+    serve_api_header_timeout_seconds: float = Field(10.0, gt=0)
+    serve_api_body_idle_seconds: float = Field(10.0, gt=0)
+    serve_api_body_timeout_seconds: float = Field(120.0, gt=0)
 
     @field_validator("serve_api_keys", mode="before")
     @classmethod

@@ -15,6 +15,7 @@ from bots.serve_api.settings import ServeApiSettings
 from bots.serve_api.work_queue import WorkQueue
 from core.backend import RetouchBackend
 from core.imaging import ImageLimits
+from core.memory_budget import MemoryBudget
 from core.settings import Settings
 
 
@@ -30,6 +31,8 @@ class ServerState:
     files: ResultStore
     limits: ImageLimits
     keys: list[bytes]
+    bodies: MemoryBudget
+    """Bytes of request bodies (and the images they name) held at once."""
     client: httpx.AsyncClient | None = None
     owns_client: bool = False
     sweeper: asyncio.Task[None] | None = field(default=None, repr=False)

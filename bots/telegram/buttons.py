@@ -18,7 +18,7 @@ from bots.telegram.flood import patiently
 from bots.telegram.keyboards import CANCEL, FORGET, REDO
 from bots.telegram.parts import BotParts
 from bots.telegram.replies import edit
-from bots.telegram.target import PLATFORM, Target
+from bots.telegram.target import PLATFORM, Target, user_id
 from core.errors import RetouchError
 from core.jobs import Job
 
@@ -50,7 +50,9 @@ class ButtonHandlers:
 
     async def _press(self, query: CallbackQuery, kind: str, rest: str, lang: m.Lang) -> str:
         """What the press does; the text of its answer ("" for none)."""
-        presser = str(query.from_user.id)
+        presser = user_id(query.from_user)
+        if presser is None:
+            return m.text("anonymous_sender", lang)
         if kind == FORGET:
             choice, _, owner = rest.partition(":")
             if owner != presser:

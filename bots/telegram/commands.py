@@ -12,7 +12,7 @@ from bots import messages as m
 from bots.chat_commands import ChatCommands
 from bots.telegram.keyboards import forget_keyboard
 from bots.telegram.replies import reply
-from bots.telegram.target import lang_of
+from bots.telegram.target import lang_of, sender_of
 
 Context = ContextTypes.DEFAULT_TYPE
 Answer = Callable[[str, m.Lang], Awaitable[str]]
@@ -57,10 +57,10 @@ class CommandHandlers:
         ]
 
     async def on_start(self, update: Update, context: Context) -> None:
-        await self._answer(update, _line("start"))
+        await self._say(update, "start")
 
     async def on_help(self, update: Update, context: Context) -> None:
-        await self._answer(update, _line("help"))
+        await self._say(update, "help")
 
     async def on_quota(self, update: Update, context: Context) -> None:
         await self._answer(update, self.commands.quota)
@@ -80,15 +80,31 @@ class CommandHandlers:
     async def on_forget(self, update: Update, context: Context) -> None:
         """Ask first: the answer comes by button (see `ButtonHandlers`)."""
         message = update.effective_message
-        if message is not None and message.from_user is not None:
-            lang = lang_of(message)
-            keyboard = forget_keyboard(message.from_user.id, lang)
-            await reply(message, m.text("forget_confirm", lang), keyboard)
+        if message is None or message.from_user is None:
+            return
+        lang = lang_of(message)
+        user = sender_of(message)
+        if user is None:
+            await reply(message, m.text("anonymous_sender", lang))
+            return
+        await reply(message, m.text("forget_confirm", lang), forget_keyboard(int(user), lang))
+
+    async def _say(self, update: Update, key: str) -> None:
+        """A line that is the same for everyone, anonymous senders too."""
+        message = update.effective_message
+        if message is not None:
+            await reply(message, m.text(key, lang_of(message)))
 
     async def _answer(self, update: Update, answer: Answer) -> None:
+        """The user's own answer; senders Telegram does not name are asked to post as themselves."""
         message = update.effective_message
-        if message is not None and message.from_user is not None:
-            await reply(message, await answer(str(message.from_user.id), lang_of(message)))
+        if message is None or message.from_user is None:
+            return
+        user = sender_of(message)
+        if user is None:
+            await reply(message, m.text("anonymous_sender", lang_of(message)))
+            return
+        await reply(message, await answer(user, lang_of(message)))
 
 
 async def publish_menu(bot: Bot) -> None:
@@ -98,10 +114,3 @@ async def publish_menu(bot: Bot) -> None:
             [BotCommand(name, description) for name, description in commands],
             language_code=None if lang == "en" else lang,
         )
-
-
-def _line(key: str) -> Answer:
-    async def line(user: str, lang: m.Lang) -> str:
-        return m.text(key, lang)
-
-    return line

@@ -18,7 +18,7 @@ from bots.telegram.albums import IncomingAlbums
 from bots.telegram.parts import BotParts
 from bots.telegram.replies import reply
 from bots.telegram.settings import TelegramSettings
-from bots.telegram.target import AlbumSlot, Target, input_ref, lang_of
+from bots.telegram.target import AlbumSlot, Target, input_ref, lang_of, sender_of
 from core.errors import FidelityError, RetouchError
 
 Context = ContextTypes.DEFAULT_TYPE
@@ -76,6 +76,9 @@ class MediaHandlers:
         caption = address(next((msg.caption for msg in messages if msg.caption), None), self._me())
         if not (_private(first) or self._all_photos(first) or caption.addressed):
             return
+        if sender_of(first) is None:
+            await reply(first, m.text("anonymous_sender", lang))
+            return
         try:
             fidelity = caption.fidelity()
         except FidelityError as exc:
@@ -101,6 +104,9 @@ class MediaHandlers:
         if message is None or message.from_user is None:
             return
         lang = lang_of(message)
+        if sender_of(message) is None:
+            await reply(message, m.text("anonymous_sender", lang))
+            return
         try:
             fidelity = read_fidelity(" ".join(context.args)) if context.args else None
         except FidelityError as exc:
@@ -152,7 +158,9 @@ class MediaHandlers:
         """Queue a job for the image in `source`, answering `answer_to`; refusals are said there."""
         lang = lang_of(answer_to)
         target = Target.replying_to(answer_to, lang, status, album)
-        user = str(answer_to.from_user.id if answer_to.from_user else 0)
+        user = sender_of(answer_to)
+        if user is None:  # refused before: see `handle` and `on_retouch`
+            return
         request = target.request(
             user, input_ref(source), fidelity, is_group=not _private(answer_to)
         )

@@ -7,6 +7,7 @@ import logging
 from typing import Any
 
 from aiohttp import web
+from telegram.error import InvalidToken, NetworkError
 from telegram.ext import Application, ApplicationBuilder
 
 from bots.runtime import Runtime, serve
@@ -16,6 +17,7 @@ from bots.telegram.settings import TelegramSettings
 from bots.telegram.target import PLATFORM
 from bots.telegram.webhook import start_webhook
 from core.errors import ConfigError
+from core.http import url_origin
 from core.settings import Settings
 
 log = logging.getLogger("retouch.telegram")
@@ -88,7 +90,11 @@ class TelegramRunner:
     async def prepare(self, runtime: Runtime) -> None:
         self.bot = self.bot_class(self.settings, self.telegram, runtime.service, self.app)
         runtime.register(PLATFORM, self.bot)
-        await self.app.initialize()  # getMe: the token is checked here
+        try:
+            await self.app.initialize()  # getMe: the token is checked here
+        except (InvalidToken, NetworkError) as exc:
+            await _close_requests(self.app)
+            raise _start_up_error(exc, self.telegram) from None
         self._initialized = True
         await self.bot.register_commands()
 
@@ -127,6 +133,26 @@ class TelegramRunner:
         if self._initialized:
             await self.app.shutdown()
         self._closed.set()
+
+
+def _start_up_error(exc: Exception, telegram: TelegramSettings) -> ConfigError:
+    """One line naming the setting and the fix (PTB's own message quotes the token)."""
+    if isinstance(exc, InvalidToken):
+        return ConfigError(
+            "TELEGRAM_BOT_TOKEN: the Bot API rejected the token; fix: copy it again from @BotFather"
+        )
+    return ConfigError(
+        f"TELEGRAM_API_BASE_URL: cannot reach the Bot API at "
+        f"{url_origin(telegram.api_base_url)} ({type(exc).__name__}); "
+        "fix: check the network, or the setting"
+    )
+
+
+async def _close_requests(app: Application[Any, Any, Any, Any, Any, Any]) -> None:
+    """Close the Bot API connections `initialize` opened before getMe failed: PTB's shutdown
+    skips a bot that never finished initializing."""
+    requests = {app.bot.request, *getattr(app.bot, "_request", ())}
+    await asyncio.gather(*(request.shutdown() for request in requests))
 
 
 async def run_telegram(

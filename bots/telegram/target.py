@@ -10,13 +10,18 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from telegram import Message, ReplyParameters
+from telegram import Message, ReplyParameters, User
+from telegram.constants import ChatID
 
 from bots import messages as m
 from core.jobs import Job, Platform
 from core.service import RetouchRequest
 
 PLATFORM: Platform = "telegram"
+
+SHARED_SENDERS = frozenset({ChatID.ANONYMOUS_ADMIN, ChatID.FAKE_CHANNEL, ChatID.SERVICE_CHAT})
+"""The accounts Telegram shows as the sender of messages sent on behalf of a chat: every
+anonymous admin of every group is GroupAnonymousBot (1087968824), every channel Channel_Bot."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -121,6 +126,23 @@ def input_ref(message: Message) -> dict[str, Any]:
     if file is None:
         raise ValueError("the message has no photo or file")
     return {"file_id": file.file_id, "file_unique_id": file.file_unique_id}
+
+
+def sender_of(message: Message) -> str | None:
+    """The user a message is from, as quotas and buttons know them; None for a message sent on
+    behalf of a chat (an anonymous admin, a channel). Those share one account among many
+    people, so the rule is: no job, no quota, no button is theirs; they are asked to post as
+    themselves."""
+    if message.sender_chat is not None:
+        return None
+    return user_id(message.from_user)
+
+
+def user_id(user: User | None) -> str | None:
+    """A user's id as text; None for none, or for an account many people share."""
+    if user is None or user.id in SHARED_SENDERS:
+        return None
+    return str(user.id)
 
 
 def lang_of(message: Message) -> m.Lang:
