@@ -9,7 +9,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from core.errors import ConfigError
+from core.errors import ConfigError, StoreError
 from core.settings import Settings, load_settings
 
 if TYPE_CHECKING:
@@ -159,6 +159,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         return asyncio.run(_dispatch(args, settings))
     except ConfigError as exc:
         print(f"retouch-bot: configuration error: {exc}", file=sys.stderr)
+        return 2
+    except StoreError as exc:  # the bots' start-up: the operator commands say it themselves
+        from bots.store_access import failure_line
+
+        print(f"retouch-bot: {failure_line(exc)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         return 130

@@ -16,6 +16,7 @@ import math
 import re
 import struct
 import threading
+import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -324,10 +325,15 @@ def _decoding(*, for_result: bool, max_pixels: int) -> Iterator[None]:
 
 
 def _open(data: bytes, fmt: ImageFormat) -> ImageFile.ImageFile:
-    """Open lazily: Pillow reads the header now and decodes pixels only on `load()`."""
+    """Open lazily: Pillow reads the header now and decodes pixels only on `load()`.
+
+    Pillow's bomb warning is silenced: our own pixel cap, below it, refuses those images anyway.
+    """
     if fmt == "heif":
         _register_heif()
-    return Image.open(io.BytesIO(data), formats=_PILLOW_FORMATS[fmt])
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+        return Image.open(io.BytesIO(data), formats=_PILLOW_FORMATS[fmt])
 
 
 def _register_heif() -> None:

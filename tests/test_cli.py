@@ -15,9 +15,12 @@ from PIL import Image
 from core.formats import sniff_format
 
 
-def run_cli(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+def run_cli(
+    *args: str, cwd: Path, extra_env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
     env = {k: v for k, v in os.environ.items() if not k.endswith(("_TOKEN", "_API_KEY"))}
     env["RETOUCH_BACKEND"] = "local"
+    env.update(extra_env or {})
     return subprocess.run(
         [sys.executable, "-m", "bots.cli", *args],
         cwd=cwd,
@@ -234,3 +237,21 @@ def test_the_sample_portrait_ships_in_the_package() -> None:
     assert any(fnmatch.fnmatch("samples/portrait.jpg", pattern) for pattern in shipped)
     assert any(fnmatch.fnmatch("samples/README.md", pattern) for pattern in shipped)
     assert (root / "examples" / "portrait.jpg").resolve() == root / "bots/samples/portrait.jpg"
+
+
+@pytest.mark.parametrize("command", ["run", "telegram", "discord"])
+def test_a_bot_whose_store_fails_says_so_in_one_line(tmp_path: Path, command: str) -> None:
+    (tmp_path / "bad.db").write_text("this is not a database")
+    env = {
+        "DATABASE_PATH": "bad.db",
+        "TELEGRAM_BOT_TOKEN": "123456:test-token-never-sent-anywhere",
+        "TELEGRAM_API_BASE_URL": "http://127.0.0.1:9/bot",
+        "DISCORD_BOT_TOKEN": "discord-token-never-sent-anywhere",
+        "DISCORD_API_BASE_URL": "http://127.0.0.1:9/api/v10",
+    }
+    done = run_cli(command, cwd=tmp_path, extra_env=env)
+    assert done.returncode == 2
+    lines = done.stderr.strip().splitlines()
+    assert lines == [lines[0]] and "Traceback" not in done.stderr
+    assert "not a SQLite database" in lines[0] and "DATABASE_PATH" in lines[0]
+    assert "token" not in done.stderr.lower()
