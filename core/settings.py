@@ -139,6 +139,10 @@ class Settings(EnvSettings):
     jobs_shutdown_grace_seconds: float = Field(30.0, ge=0)
     jobs_heartbeat_seconds: float = Field(10.0, gt=0, le=3600)
     jobs_stale_after_seconds: float = Field(60.0, gt=0)
+    jobs_retention_days: float = Field(30.0, ge=0)
+
+    # --- features -------------------------------------------------------------------------
+    compare_enabled: bool = True
 
     # --- operations -----------------------------------------------------------------------
     ops_listen: ListenAddress = ""
