@@ -91,6 +91,7 @@ class TelegramRunner:
         await self.app.initialize()  # getMe: the token is checked here
         self._initialized = True
         await self.bot.register_commands()
+        await self.bot.catch_up()
 
     async def start(self) -> None:
         await self.app.start()
