@@ -106,6 +106,7 @@ _EN: dict[str, str] = {
         "I no longer keep that result, so I can't compare it. Send the photo again if you like."
     ),
     "compare_sent": "Here is the before/after.",
+    "not_your_buttons": "These buttons are for the person who asked.",
     # /language and /whoami.
     "language_show": "I speak {language} with you. Choose:",
     "language_saved": "Done: I'll speak English with you.",
@@ -170,7 +171,7 @@ _EN: dict[str, str] = {
         "**Terms of sale.** Bought photos are retouches on top of your daily allowance on this "
         "bot. They are used after the daily allowance, never expire and can't be transferred. A "
         "photo that could not be retouched never counts. A purchase is refunded in Stars on "
-        "request (/paysupport) while none of its photos were used.{more}"
+        "request (/paysupport) while none of its photos were used."
     ),
     "terms_more": "\nFull terms: {url}",
     # Discord only.
@@ -300,6 +301,7 @@ _ZH: dict[str, str] = {
     "compare_caption": "美颜前 · 美颜后（保真度 {fidelity:g}）。免费，不计入次数。",
     "compare_gone": "我已不再保存这张结果，无法对比。需要的话请重新发送照片。",
     "compare_sent": "这是美颜前后的对比图。",
+    "not_your_buttons": "这些按钮只供提问的人使用。",
     "language_show": "我现在用{language}和你交流。请选择：",
     "language_saved": "好的，我会用中文和你交流。",
     "language_auto": "好的，我会跟随你的应用语言（群里设置了语言时跟随群）。",
@@ -350,7 +352,7 @@ _ZH: dict[str, str] = {
     "terms": (
         "**购买条款。**购买的次数是在本机器人每日额度之外的美颜次数，在每日额度用完后使用，"
         "永不过期，不可转让。未能完成美颜的照片不计次数。只要购买的次数尚未使用，"
-        "可申请（/paysupport）以 Stars 全额退款。{more}"
+        "可申请（/paysupport）以 Stars 全额退款。"
     ),
     "terms_more": "\n完整条款：{url}",
     "d:help": (
@@ -405,6 +407,8 @@ CATALOG: dict[Lang, dict[str, str]] = {"en": _EN, "zh": _ZH}
 
 _CODE = re.compile(r"`([^`\n]+)`")
 _BOLD = re.compile(r"\*\*([^*\n]+)\*\*")
+_QUOTED = {"\\": "\ue000", "`": "\ue001", "*": "\ue002"}
+"""Markup characters quoted in parameters, and the private-use stand-ins `to_html` hides them in."""
 
 
 def lang_for(code: str | None) -> Lang:
@@ -413,19 +417,35 @@ def lang_for(code: str | None) -> Lang:
 
 
 def text(key: str, lang: Lang = "en", **params: Any) -> str:
-    """One line from the catalog, formatted; English when the language lacks it."""
+    """One line from the catalog, formatted; English when the language lacks it.
+
+    Text parameters are quoted (`quote_markup`): a chat's title can't turn into markup.
+    """
     template = CATALOG[lang].get(key) or _EN[key]
-    return template.format(**params)
+    quoted = {k: quote_markup(v) if isinstance(v, str) else v for k, v in params.items()}
+    return template.format(**quoted)
+
+
+def quote_markup(value: str) -> str:
+    """`value` with the catalog's markup characters escaped (as Discord's markdown takes them)."""
+    for char in _QUOTED:
+        value = value.replace(char, "\\" + char)
+    return value
 
 
 def to_html(line: str) -> str:
     """A catalog line as Telegram HTML: escaped, then `code` and **bold** as tags.
 
-    Escaping comes first, so nothing a user wrote (a name, a caption) can become markup.
+    HTML escaping comes first, so nothing a user wrote (a name, a caption) becomes a tag, and
+    quoted markup characters stay plain characters.
     """
     escaped = html.escape(line, quote=False)
-    escaped = _CODE.sub(r"<code>\1</code>", escaped)
-    return _BOLD.sub(r"<b>\1</b>", escaped)
+    for char, stand_in in _QUOTED.items():
+        escaped = escaped.replace("\\" + char, stand_in)
+    escaped = _BOLD.sub(r"<b>\1</b>", _CODE.sub(r"<code>\1</code>", escaped))
+    for char, stand_in in _QUOTED.items():
+        escaped = escaped.replace(stand_in, char)
+    return escaped
 
 
 def when(ts: float, lang: Lang, tz: str = "UTC", now: float | None = None) -> str:
