@@ -69,6 +69,12 @@ def test_telegram_gets_the_catalogs_markup_as_escaped_html() -> None:
         "<b>Settings of &lt;b&gt;&amp;Co&lt;/b&gt;</b> <code>a&lt;b</code>"
     )
     assert m.to_html("/grant <user> <n>") == "/grant &lt;user&gt; &lt;n&gt;"
+    # What a user wrote stays text: a group called "**Us** `&` <i>them</i> \\*".
+    title = m.text("settings_title", "en", chat="**Us** `&` <i>them</i> \\*")
+    assert title.startswith("**Settings of \\*\\*Us\\*\\* \\`&\\` <i>them</i> \\\\\\***")
+    assert m.to_html(title).startswith(
+        "<b>Settings of **Us** `&amp;` &lt;i&gt;them&lt;/i&gt; \\*</b> (only"
+    )
 
 
 _CODE_OR_PLACEHOLDER = re.compile(r"`[^`]*`|\{[^}]*\}")
