@@ -57,14 +57,27 @@ class ChatCommands:
         status = await self.service.quota_status(self.platform, user)
         return m.quota_line(status, lang, await self.service.purchases_of(self.platform, user))
 
-    async def language(self, user: str, lang: m.Lang, choice: str | None = None) -> str:
-        """`/language [en|zh|auto]`: show the language, or save (or clear) the user's choice."""
+    async def language(
+        self,
+        user: str,
+        lang: m.Lang,
+        choice: str | None = None,
+        *,
+        chat: str | None = None,
+        client: str | None = None,
+    ) -> str:
+        """`/language [en|zh|auto]`: show the language, or save (or clear) the user's choice.
+
+        The answer is in the language chosen; after `auto`, in the one that applies again (the
+        group's, `chat`, else the app's, `client`).
+        """
         word = (choice or "").strip().lower()
         if not word:
             return m.text("language_show", lang, language=m.text(f"lang:{lang}", lang))
         if word in AUTO_WORDS:
             await self.service.set_language(self.platform, user, None)
-            return m.text("language_auto", lang)
+            now = await self.service.preferences.language(self.platform, user, chat, client)
+            return m.text("language_auto", now)
         chosen = LANGUAGE_WORDS.get(word)
         if chosen is None:
             return m.text("language_usage", lang)

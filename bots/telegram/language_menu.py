@@ -12,7 +12,7 @@ from bots import messages as m
 from bots.chat_commands import ChatCommands
 from bots.telegram.flood import patiently
 from bots.telegram.keyboards import LANGUAGE, language_keyboard
-from bots.telegram.languages import Languages
+from bots.telegram.languages import Languages, group_id
 from bots.telegram.replies import edit, reply
 
 Context = ContextTypes.DEFAULT_TYPE
@@ -38,7 +38,13 @@ class LanguageHandlers:
         lang = await self.languages.of(message)
         user = message.from_user
         choice = " ".join(context.args or [])
-        line = await self.commands.language(str(user.id), lang, choice or None)
+        line = await self.commands.language(
+            str(user.id),
+            lang,
+            choice or None,
+            chat=group_id(message.chat),
+            client=user.language_code,
+        )
         await reply(message, line, None if choice else language_keyboard(user.id, lang))
 
     async def on_choice(self, update: Update, context: Context) -> None:
@@ -52,6 +58,10 @@ class LanguageHandlers:
             refusal = m.text("not_your_buttons", lang)
             await patiently(lambda: query.answer(refusal, show_alert=True))
             return
-        lang = await self.languages.of_user(presser, query.message.chat)
-        await edit(query, await self.commands.language(owner, lang, choice))
+        chat = query.message.chat
+        lang = await self.languages.of_user(presser, chat)
+        line = await self.commands.language(
+            owner, lang, choice, chat=group_id(chat), client=presser.language_code
+        )
+        await edit(query, line)
         await patiently(lambda: query.answer())

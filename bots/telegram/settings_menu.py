@@ -92,6 +92,7 @@ class SettingsMenuHandlers:
         toast = ""
         if token:
             settings, toast = await self.menu.choose(chat_id, key, token, is_admin=True, lang=lang)
+            lang = await self.languages.of_user(query.from_user, chat)  # the group's may change
         text = self.menu.summary(settings, _title(chat), lang, chat_id)
         await edit(query, text, settings_keyboard(self.menu, settings, lang, chat_id))
         return toast
