@@ -49,6 +49,7 @@ async def quota_show(settings: Settings, user: str) -> int:
     store = await open_store(settings)
     try:
         usage = await store.usage(platform, user_id, policy.day_key(now))
+        purchases = await store.purchases(platform, user_id)
     finally:
         await store.close()
     status = policy.status(usage, now, platform=platform, user_id=user_id)
@@ -59,6 +60,13 @@ async def quota_show(settings: Settings, user: str) -> int:
     print(f"left:     {left}")
     print(f"credits:  {status.credits} (granted, spent after the daily allowance)")
     print(f"resets:   {_when(status.resets_at)}")
+    print(f"bought:   {len(purchases)} purchases" + (":" if purchases else ""))
+    for purchase in purchases:
+        refunded = f", {purchase.state}" if purchase.state != "paid" else ""
+        print(
+            f"  {_when(purchase.created_at)}  {purchase.credits} photos for {purchase.amount} "
+            f"{purchase.currency}  charge {purchase.charge_id}{refunded}"
+        )
     return 0
 
 
