@@ -217,29 +217,29 @@ async def test_the_fake_is_as_strict_as_telegram_about_stars() -> None:
         tg.stars.clock = lambda: now[0]
         async with api:
             price = [LabeledPrice("10 photos", 50)]
-            with pytest.raises(BadRequest, match="(?i)provider_token_invalid"):
+            with pytest.raises(BadRequest, match=r"(?i)provider_token_invalid"):
                 await api.send_invoice(ALICE.id, "t", "d", "p", "XTR", price, provider_token="x")
-            with pytest.raises(BadRequest, match="(?i)exactly one price"):
+            with pytest.raises(BadRequest, match=r"(?i)exactly one price"):
                 await api.send_invoice(ALICE.id, "t", "d", "p", "XTR", price * 2)
-            with pytest.raises(BadRequest, match="(?i)invoice_title_invalid"):
+            with pytest.raises(BadRequest, match=r"(?i)invoice_title_invalid"):
                 await api.send_invoice(ALICE.id, "t" * 33, "d", "p", "XTR", price)
             await api.send_invoice(ALICE.id, "t", "d", "credits:10:50", "XTR", price)
             invoice = tg.sent_to(ALICE.id)[-1]
             late = tg.stars.pay(ALICE, invoice)
             now[0] = 10.5  # past Telegram's 10 seconds
-            with pytest.raises(BadRequest, match="(?i)query is too old"):
+            with pytest.raises(BadRequest, match=r"(?i)query is too old"):
                 await api.answer_pre_checkout_query(late, ok=True)
             on_time = tg.stars.pay(ALICE, invoice)
-            with pytest.raises(BadRequest, match="(?i)error_message is required"):
+            with pytest.raises(BadRequest, match=r"(?i)error_message is required"):
                 await api.answer_pre_checkout_query(on_time, ok=False)
             assert await api.answer_pre_checkout_query(on_time, ok=True)
-            with pytest.raises(BadRequest, match="(?i)query is too old"):  # once
+            with pytest.raises(BadRequest, match=r"(?i)query is too old"):  # once
                 await api.answer_pre_checkout_query(on_time, ok=True)
             [payment] = tg.stars.payments
-            with pytest.raises(BadRequest, match="(?i)charge_not_found"):
+            with pytest.raises(BadRequest, match=r"(?i)charge_not_found"):
                 await api.refund_star_payment(ALICE.id + 1, payment.charge_id)
             assert await api.refund_star_payment(ALICE.id, payment.charge_id)
-            with pytest.raises(BadRequest, match="(?i)charge_already_refunded"):
+            with pytest.raises(BadRequest, match=r"(?i)charge_already_refunded"):
                 await api.refund_star_payment(ALICE.id, payment.charge_id)
             history = await api.get_star_transactions()
             assert [t.id for t in history.transactions] == [payment.charge_id] * 2
