@@ -188,12 +188,9 @@ async def test_retouch_defers_then_follows_up_with_the_result(
     fields = embed_fields(result)
     assert fields["Fidelity"] == "0.1" and fields["Left today"] == "4"
     rows = result.json["components"]
-    assert [b["custom_id"].rsplit(":", 1)[1] for b in rows[0]["components"]] == [
-        "0.1",
-        "0.3",
-        "0.5",
-        "0.7",
-    ]
+    ids = [b["custom_id"] for b in rows[0]["components"]]
+    assert [i.rsplit(":", 1)[1] for i in ids[:4]] == ["0.1", "0.3", "0.5", "0.7"]
+    assert ids[4].startswith("rt:cmp:")  # and Compare, the fifth
     [call] = upstream.calls
     assert call.json["extra_body"]["codeformer_fidelity"] == 0.1
     assert (call.data_url() or "").startswith("data:image/jpeg;base64,")
