@@ -23,6 +23,13 @@ upstream = test_discord_bot.upstream
 """The fixtures of `tests/test_discord_bot.py`: the fake Discord and the fake upstream."""
 
 
+def moderator_and_member(fake: FakeDiscord) -> tuple[JSON, JSON]:
+    """Two members of the guild: one with Manage Server, one without."""
+    moderator, member = fake.make_user("mod"), fake.make_user("member")
+    fake.members.grant(moderator, MANAGE_GUILD)
+    return moderator, member
+
+
 async def settings_message(fake: FakeDiscord, moderator: JSON) -> tuple[JSON, JSON]:
     """`/settings` by the moderator: the interaction and the (private) menu message."""
     interaction = await fake.slash_command("settings", user=moderator)
@@ -57,8 +64,7 @@ def menus(message: JSON) -> dict[str, list[JSON]]:
 async def test_an_admin_changes_a_setting_and_a_non_admin_is_refused(
     tmp_path: Path, fake: FakeDiscord, upstream: FakeUpstream
 ) -> None:
-    moderator, member = fake.make_user("mod"), fake.make_user("member")
-    fake.members.grant(moderator, MANAGE_GUILD)
+    moderator, member = moderator_and_member(fake)
     async with running(fake, settings_for(tmp_path, fake, upstream)):
         [sync] = fake.calls_to("PUT", f"/applications/{fake.application_id}/commands")
         command = next(c for c in sync.json if c["name"] == "settings")
@@ -104,8 +110,7 @@ async def test_an_admin_changes_a_setting_and_a_non_admin_is_refused(
 async def test_admins_only_and_the_servers_language(
     tmp_path: Path, fake: FakeDiscord, upstream: FakeUpstream
 ) -> None:
-    moderator, member = fake.make_user("mod"), fake.make_user("member")
-    fake.members.grant(moderator, MANAGE_GUILD)
+    moderator, member = moderator_and_member(fake)
     async with running(fake, settings_for(tmp_path, fake, upstream)):
         _, menu = await settings_message(fake, moderator)
         await choose(fake, menu, moderator, "who", "admins")

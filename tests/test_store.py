@@ -743,6 +743,18 @@ async def test_retention_erases_old_platform_references_of_finished_jobs(
 # --- moving a store: export and import ------------------------------------------------------
 
 
+FILLED = {
+    "daily_usage": 4,  # u1 on two days, u2 and u3 today (d1 paid with a credit)
+    "chat_usage": 2,
+    "credits": 2,
+    "user_settings": 2,
+    "chat_settings": 1,
+    "purchases": 1,
+    "jobs": 3,
+}
+"""The rows of each kind `fill` leaves for an export (unfinished jobs only)."""
+
+
 async def fill(store: JobStore, clock: FakeClock) -> dict[str, str]:
     """Counters of users and chats on two days, credits, settings, and jobs in four states."""
     ids: dict[str, str] = {}
@@ -791,15 +803,7 @@ async def test_export_then_import_keeps_quotas_grants_settings_and_unfinished_jo
         assert [j.id for j in dump.jobs] == [ids["queued"], ids["running"], ids["delivering"]]
 
         counts = await target.import_dump(dump)
-        assert counts == {
-            "daily_usage": 4,  # u1 on two days, u2 and u3 today (d1 paid with a credit)
-            "chat_usage": 2,
-            "credits": 2,
-            "user_settings": 2,
-            "chat_settings": 1,
-            "purchases": 1,
-            "jobs": 3,
-        }
+        assert counts == FILLED
 
         async def state(store: JobStore) -> list[object]:
             return [
