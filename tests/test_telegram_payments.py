@@ -10,6 +10,7 @@ import signal
 import sqlite3
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 from telegram import Bot, LabeledPrice
@@ -18,15 +19,18 @@ from telegram.error import BadRequest
 from bots.admin import quota_show
 from bots.payments_admin import refund
 from tests import test_telegram_bot
-from tests.fake_telegram import ChatMessage, FakeTelegram
+from tests.fake_telegram import ChatMessage, FakeTelegram, User
 from tests.fake_telegram_payments import StarPayment
 from tests.test_telegram_bot import ALICE, GROUP, ROOT, UPSTREAM_KEY, Harness
 from tests.upstream_fakes import Echo, FakeUpstream
 
 bot = test_telegram_bot.bot
 """The fixture of `tests/test_telegram_bot.py`: the bot, the fake Bot API and the upstream."""
-ADMIN = test_telegram_bot.User(9999, "Root", language_code="en")
-SELLING = {"payments_stars_packs": "10:50,50:200", "payments_support": "@retouch_help"}
+ADMIN = User(9999, "Root", language_code="en")
+SELLING: dict[str, Any] = {
+    "payments_stars_packs": "10:50,50:200",
+    "payments_support": "@retouch_help",
+}
 
 
 async def answer_of(bot: Harness, chat: int, message: ChatMessage, data: str) -> str:
