@@ -81,10 +81,11 @@ class MediaHandlers:
         caption = address(next((msg.caption for msg in messages if msg.caption), None), self._me())
         if not (_private(first) or caption.addressed or await self._all_photos(first)):
             return
-        lang = await self.languages.of(first)
         if not await self._may_use(first):
-            await reply(first, m.text("admins_only_use", lang))
+            if caption.addressed or _private(first):  # photos nobody addressed pass in silence
+                await reply(first, m.text("admins_only_use", await self.languages.of(first)))
             return
+        lang = await self.languages.of(first)
         try:
             fidelity = caption.fidelity()
         except FidelityError as exc:
