@@ -84,14 +84,13 @@ async def test_an_anonymous_admin_is_an_admin_of_that_group(bot: Harness) -> Non
 async def test_auto_retouch_in_a_group(bot: Harness, portrait_bytes: bytes) -> None:
     await bot.start()
     bot.tg.members.set(GROUP, ALICE, "creator")
-    bot.tg.send_photo(GROUP, BOB, portrait_bytes, caption="our trip")  # not addressed: ignored
-    await bot.tg.wait_consumed()
     bot.tg.send_text(GROUP, ALICE, "/settings")
     menu = await menu_of(bot, GROUP)
     await press(bot, GROUP, ALICE, menu, "s:auto")
     await press(bot, GROUP, ALICE, menu, "s:auto:on")
     assert menu.text is not None and "Retouch every photo: on" in menu.text
 
+    # A photo nobody addressed to the bot (unanswered by default, `test_telegram_bot.py`).
     sent = bot.tg.send_photo(GROUP, BOB, portrait_bytes, caption="our trip")
     [result] = await bot.result_for(GROUP)
     assert result.reply_to_message_id == sent["message_id"] and result.data == portrait_bytes
