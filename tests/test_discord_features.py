@@ -12,7 +12,8 @@ import pytest
 from PIL import Image
 
 from tests import test_discord_bot
-from tests.fake_discord import FakeDiscord
+from tests.fake_discord import ApiError, FakeDiscord
+from tests.fake_discord_components import check_components
 from tests.fake_discord_members import MANAGE_GUILD, CommandHidden
 from tests.test_discord_bot import ephemeral_of, jpeg, of, result_of, running, settings_for
 from tests.upstream_fakes import FakeUpstream
@@ -185,3 +186,35 @@ async def test_compare_is_private_and_only_for_the_requester(
         callbacks = [c for c in fake.responses_for(mine) if c.path.endswith("/callback")]
         assert callbacks[0].json["type"] == 5 and callbacks[0].json["data"]["flags"] == 64
         assert len(upstream.calls) == 1  # nothing retouched again
+
+
+def test_the_fake_refuses_components_discord_refuses() -> None:
+    def button(custom_id: str, label: str = "Redo") -> JSON:
+        return {"type": 2, "style": 2, "label": label, "custom_id": custom_id}
+
+    def select(options: int, defaults: int = 1) -> JSON:
+        return {
+            "type": 3,
+            "custom_id": "rt:set:x",
+            "options": [
+                {"label": f"{n}", "value": f"{n}", "default": n < defaults} for n in range(options)
+            ],
+        }
+
+    def row(*items: JSON) -> JSON:
+        return {"type": 1, "components": list(items)}
+
+    check_components([row(*(button(str(n)) for n in range(5))), row(select(25))])
+    refused = [
+        [row(*(button(str(n)) for n in range(6)))],  # six buttons in a row
+        [row(button(str(n))) for n in range(6)],  # six rows
+        [row(select(1), button("b"))],  # a select shares its row
+        [row(select(26))],  # too many options
+        [row(select(3, defaults=2))],  # two defaults of a single choice
+        [row(button("same"), button("same"))],  # one custom id twice
+        [row(button("b", label="x" * 81))],
+    ]
+    for components in refused:
+        with pytest.raises(ApiError) as error:
+            check_components(components)
+        assert error.value.body["code"] == 50035
