@@ -60,6 +60,7 @@ async def quota_show(settings: Settings, user: str) -> int:
 
     async def show(store: JobStore) -> int:
         usage = await store.usage(platform, user_id, policy.day_key(now))
+        purchases = await store.purchases(platform, user_id)
         status = policy.status(usage, now, platform=platform, user_id=user_id)
         limit = "unlimited" if status.limit is None else str(status.limit)
         left = "unlimited" if status.left is None else str(status.left)
@@ -68,6 +69,13 @@ async def quota_show(settings: Settings, user: str) -> int:
         print(f"left:     {left}")
         print(f"credits:  {status.credits} (granted, spent after the daily allowance)")
         print(f"resets:   {_when(status.resets_at)}")
+        print(f"bought:   {len(purchases)} purchases" + (":" if purchases else ""))
+        for purchase in purchases:
+            refunded = f", {purchase.state}" if purchase.state != "paid" else ""
+            print(
+                f"  {_when(purchase.created_at)}  {purchase.credits} photos for "
+                f"{purchase.amount} {purchase.currency}  charge {purchase.charge_id}{refunded}"
+            )
         return 0
 
     return await with_store(settings, show)

@@ -1,4 +1,5 @@
-"""What both bots answer alike: /quota, /fidelity, /stats, /grant, /forget, and button presses.
+"""What both bots answer alike: /quota, /fidelity, /language, /whoami, /stats, /grant, /forget,
+and button presses.
 
 Each method returns the line to send. An adapter only turns its platform's objects into the
 arguments (who asked, in which language, with what) and sends the line back its own way.
@@ -12,10 +13,20 @@ from core.errors import FidelityError
 from core.fidelity import REDO_CHOICES, check_fidelity, check_redo_choice
 from core.jobs import Job, Platform
 from core.platform_ids import parse_platform_id
+from core.preferences import Language
 from core.service import RetouchService
 
 RESET_WORDS = frozenset({"clear", "reset", "default", "清除", "默认"})
 """`/fidelity clear` and its synonyms go back to the bot's default."""
+AUTO_WORDS = frozenset({"auto", "automatic", "default", "reset", "自动"})
+"""`/language auto` and its synonyms go back to the client's (or the group's) language."""
+LANGUAGE_WORDS: dict[str, Language] = {
+    "en": "en",
+    "english": "en",
+    "zh": "zh",
+    "chinese": "zh",
+    "中文": "zh",
+}
 
 
 def read_fidelity(value: str | float) -> float:
@@ -42,8 +53,43 @@ class ChatCommands:
         self.default_fidelity = default_fidelity
 
     async def quota(self, user: str, lang: m.Lang) -> str:
-        """`/quota`: used, left and the reset time."""
-        return m.quota_line(await self.service.quota_status(self.platform, user), lang)
+        """`/quota`: used, left, the reset time, and what the user bought."""
+        status = await self.service.quota_status(self.platform, user)
+        return m.quota_line(status, lang, await self.service.purchases_of(self.platform, user))
+
+    async def language(
+        self,
+        user: str,
+        lang: m.Lang,
+        choice: str | None = None,
+        *,
+        chat: str | None = None,
+        client: str | None = None,
+    ) -> str:
+        """`/language [en|zh|auto]`: show the language, or save (or clear) the user's choice.
+
+        The answer is in the language chosen; after `auto`, in the one that applies again (the
+        group's, `chat`, else the app's, `client`).
+        """
+        word = (choice or "").strip().lower()
+        if not word:
+            return m.text("language_show", lang, language=m.text(f"lang:{lang}", lang))
+        if word in AUTO_WORDS:
+            await self.service.set_language(self.platform, user, None)
+            now = await self.service.preferences.language(self.platform, user, chat, client)
+            return m.text("language_auto", now)
+        chosen = LANGUAGE_WORDS.get(word)
+        if chosen is None:
+            return m.text("language_usage", lang)
+        await self.service.set_language(self.platform, user, chosen)
+        return m.text("language_saved", chosen)
+
+    def whoami(self, user: str, lang: m.Lang, chat: str | None = None) -> str:
+        """`/whoami`: the user's id as `ADMIN_IDS` takes it (and the group's, in a group)."""
+        line = m.text("whoami", lang, user=f"{self.platform}:{user}")
+        if chat is not None:
+            line += m.text("whoami_chat", lang, chat=f"{self.platform}:{chat}")
+        return line
 
     async def fidelity(
         self, user: str, lang: m.Lang, value: str | float | None = None, *, reset: bool = False
@@ -73,7 +119,11 @@ class ChatCommands:
         if not self.service.is_admin(self.platform, caller):
             return m.text("admin_only", lang)
         stats = await self.service.stats()
-        return m.stats_line(stats, self.service.queue_depth, self.service.running_count, lang)
+        purchases = None
+        if self.service.settings.payments_stars_packs:
+            purchases = await self.service.purchases_today()
+        queued, running = self.service.queue_depth, self.service.running_count
+        return m.stats_line(stats, queued, running, lang, purchases)
 
     async def grant(
         self, caller: str, lang: m.Lang, user: str | None, credits: str | int | None
@@ -98,7 +148,7 @@ class ChatCommands:
     async def own_job(self, job_id: str, presser: str, lang: m.Lang) -> Job | str:
         """The job a button names, when the presser's own; else the line saying why not."""
         job = await self.service.job_of(self.platform, job_id)
-        if job is None:
+        if job is None or job.erased:
             return m.text("job_gone", lang)
         if job.user_id != presser:
             return m.text("not_yours", lang)

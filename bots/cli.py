@@ -135,6 +135,15 @@ def build_parser() -> argparse.ArgumentParser:
     )
     db_import.add_argument("file", metavar="FILE", help="an export; - for stdin")
 
+    payments = commands.add_parser("payments", help="refund a Telegram Stars purchase")
+    payment_commands = payments.add_subparsers(
+        dest="payments_command", required=True, metavar="ACTION"
+    )
+    refund = payment_commands.add_parser(
+        "refund", help="pay a purchase back in Stars and take its credits back (unless spent)"
+    )
+    refund.add_argument("charge_id", metavar="CHARGE_ID", help="its telegram_payment_charge_id")
+
     jobs = commands.add_parser("jobs", help="recent jobs and their states")
     jobs.add_argument("-n", "--limit", type=int, default=20, help="how many (default 20)")
     jobs.add_argument("--user", help="only this user (telegram:123)")
@@ -185,6 +194,10 @@ async def _dispatch(args: argparse.Namespace, settings: Settings) -> int:
         return await _serve_api(args, settings)
     if args.command in BOT_COMMANDS:
         return await _dispatch_bots(args.command, settings)
+    if args.command == "payments":
+        from bots.payments_admin import run_refund
+
+        return await run_refund(settings, args.charge_id)
     setup_logging(settings)
     if args.command == "retouch":
         from bots.batch import BatchOptions, run_batch

@@ -114,10 +114,7 @@ def parse_dump(lines: TextIO) -> tuple[StoreDump, dict[str, Any]]:
         source=str(header["source"]),
         schema_version=int(header["schema_version"]),
         exported_at=float(header["exported_at"]),
-        daily_usage=rows["daily_usage"],
-        chat_usage=rows["chat_usage"],
-        credits=rows["credits"],
-        user_settings=rows["user_settings"],
+        **{kind: rows[kind] for kind in _FIELDS},
         jobs=rows["job"],
     )
     if dump.counts() != end:

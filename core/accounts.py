@@ -1,5 +1,6 @@
-"""The per-user side of the service: jobs looked up for a button, quotas, saved settings,
-grants and stats. A base of `RetouchService`, apart because none of it runs a job."""
+"""The per-user side of the service: jobs looked up for a button, quotas, saved settings (a
+user's and a group chat's), grants, purchases and stats. A base of `RetouchService`, apart
+because none of it runs a job."""
 
 from __future__ import annotations
 
@@ -7,8 +8,9 @@ from collections.abc import Callable
 
 from core.fidelity import check_fidelity
 from core.jobs import Job
+from core.preferences import Language, Preferences
 from core.quota import QuotaPolicy, QuotaStatus
-from core.store import JobStore, Stats, UserSettings
+from core.store import ChatSettings, JobStore, PurchaseTotals, Stats, UserSettings
 
 
 class UserAccounts:
@@ -17,6 +19,7 @@ class UserAccounts:
     def __init__(self, store: JobStore, policy: QuotaPolicy, clock: Callable[[], float]) -> None:
         self.store = store
         self.policy = policy
+        self.preferences = Preferences(store)
         self._clock = clock
 
     async def job_of(self, platform: str, job_id: str) -> Job | None:
@@ -59,11 +62,31 @@ class UserAccounts:
         saved = None if fidelity is None else check_fidelity(fidelity)
         await self.store.set_default_fidelity(platform, user_id, saved)
 
+    async def set_language(self, platform: str, user_id: str, language: Language | None) -> None:
+        """Save the user's language; None goes back to the chat's or the client's."""
+        await self.store.set_locale(platform, user_id, language)
+
+    async def chat_settings(self, platform: str, chat_id: str) -> ChatSettings:
+        return await self.store.get_chat_settings(platform, chat_id)
+
+    async def set_chat_setting(
+        self, platform: str, chat_id: str, field: str, value: object
+    ) -> ChatSettings:
+        """Save one of a group's settings (its admins are checked by the adapter)."""
+        return await self.store.set_chat_setting(platform, chat_id, field, value)
+
     async def grant(self, platform: str, user_id: str, credits: int) -> int:
         return await self.store.grant(platform, user_id, credits)
 
+    async def purchases_of(self, platform: str, user_id: str) -> PurchaseTotals:
+        """What the user bought (refunds apart)."""
+        return await self.store.purchase_totals(user=(platform, user_id))
+
     async def stats(self) -> Stats:
         return await self.store.stats(self.policy.day_key(self._clock()))
+
+    async def purchases_today(self) -> PurchaseTotals:
+        return await self.store.purchase_totals(day=self.policy.day_key(self._clock()))
 
     def is_admin(self, platform: str, user_id: str) -> bool:
         """Checked on every admin command: `ADMIN_IDS` holds `platform:id`."""

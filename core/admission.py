@@ -15,9 +15,10 @@ from core.errors import AccessDeniedError, RateLimitedError, TooManyInFlightErro
 from core.fidelity import check_fidelity
 from core.jobs import Job, NewJob
 from core.platform import RetouchRequest
+from core.preferences import Preferences, pick_fidelity
 from core.quota import QuotaPolicy
 from core.settings import Settings
-from core.store import JobStore, QuotaExceededError
+from core.store import ChatSettings, JobStore, QuotaExceededError
 
 User = tuple[str, str]
 """A user as (platform, user id)."""
@@ -44,6 +45,7 @@ class Admission:
         self._store = store
         self._policy = policy
         self._clock = clock
+        self._preferences = Preferences(store)
         self._users: defaultdict[User, _UserLoad] = defaultdict(_UserLoad)
 
     async def admit(self, request: RetouchRequest, *, owner: str) -> Job:
@@ -55,10 +57,16 @@ class Admission:
         self._check_access(request)
         load = self._users[(request.platform, request.user_id)]
         self._check_rate(request, load)
-        fidelity = await self._fidelity_for(request)
+        group = request.chat_id if request.is_group else None
+        chat = await self._preferences.chat(request.platform, group)
+        fidelity = await self._fidelity_for(request, chat)
         now = self._clock()
         user_limit, chat_limit = self._policy.limits_for(
-            request.platform, request.user_id, request.chat_id, request.is_group
+            request.platform,
+            request.user_id,
+            request.chat_id,
+            request.is_group,
+            chat.daily_limit if chat is not None else None,
         )
         new = NewJob(
             platform=request.platform,
@@ -79,7 +87,7 @@ class Admission:
             )
         except QuotaExceededError as exc:
             load.in_flight -= 1
-            exc.params["resets_at"] = self._policy.next_reset(now)
+            exc.params.update(resets_at=self._policy.next_reset(now), tz=self._policy.tz, now=now)
             raise
         except BaseException:
             load.in_flight -= 1
@@ -131,11 +139,9 @@ class Admission:
                 limit=burst,
             )
 
-    async def _fidelity_for(self, request: RetouchRequest) -> float:
-        """The request's own fidelity, else the user's saved default, else the configured one."""
+    async def _fidelity_for(self, request: RetouchRequest, chat: ChatSettings | None) -> float:
+        """The request's own fidelity, else the saved defaults (`core.preferences`)."""
         if request.fidelity is not None:
             return check_fidelity(request.fidelity)
-        saved = await self._store.get_user_settings(request.platform, request.user_id)
-        if saved.default_fidelity is not None:
-            return saved.default_fidelity
-        return self._settings.retouch_default_fidelity
+        user = await self._store.get_user_settings(request.platform, request.user_id)
+        return pick_fidelity(None, user, chat, self._settings.retouch_default_fidelity)

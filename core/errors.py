@@ -161,6 +161,30 @@ class AlreadyImportedError(StoreError):
     code = "already_imported"
 
 
+class PaymentError(StoreError):
+    """A purchase cannot be recorded or refunded as asked."""
+
+    code = "payment"
+
+
+class PurchaseNotFoundError(PaymentError):
+    """No purchase with that charge id is recorded."""
+
+    code = "purchase_not_found"
+
+
+class AlreadyRefundedError(PaymentError):
+    """The purchase was refunded before."""
+
+    code = "already_refunded"
+
+
+class CreditsSpentError(PaymentError):
+    """The credits a purchase bought are (partly) spent, so they cannot be taken back."""
+
+    code = "credits_spent"
+
+
 class QuotaExceededError(RetouchError):
     """The user's daily allowance is used up and no granted credits are left."""
 

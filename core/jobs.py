@@ -95,3 +95,8 @@ class Job:
     @property
     def finished(self) -> bool:
         return self.state in FINAL_STATES
+
+    @property
+    def erased(self) -> bool:
+        """Its platform references were erased (`JOBS_RETENTION_DAYS`): it can't be answered."""
+        return not self.reply_target and not self.input_ref

@@ -49,6 +49,10 @@ class QuotaStatus:
     left: int | None
     credits: int
     resets_at: float
+    tz: str = "UTC"
+    """The zone whose midnight `resets_at` is, to show it in."""
+    now: float | None = None
+    """When the status was taken (for the time left until the reset)."""
 
 
 @dataclass(frozen=True, slots=True, init=False)
@@ -80,15 +84,26 @@ class QuotaPolicy:
         return f"{platform}:{user_id}" in self.admin_ids
 
     def limits_for(
-        self, platform: str, user_id: str, chat_id: str, is_group: bool
+        self,
+        platform: str,
+        user_id: str,
+        chat_id: str,
+        is_group: bool,
+        chat_limit: int | None = None,
     ) -> tuple[int | None, int | None]:
-        """`(user_limit, chat_limit)` for `JobStore.reserve`; None means no limit."""
-        del chat_id  # one limit for every group today; the parameter keeps room for overrides
+        """`(user_limit, chat_limit)` for `JobStore.reserve`; None means no limit.
+
+        A group's limit is the smaller of `per_chat_per_day` and the chat's own `chat_limit`
+        (its admins' setting): a group can spend less than the operator allows, never more.
+        """
+        del chat_id  # the same rule in every chat; the chat's own limit comes as `chat_limit`
         if self.is_admin(platform, user_id):
             return None, None
         user_limit = self.per_user_per_day or None
-        chat_limit = (self.per_chat_per_day or None) if is_group else None
-        return user_limit, chat_limit
+        if not is_group:
+            return user_limit, None
+        limits = [limit for limit in (self.per_chat_per_day, chat_limit) if limit]
+        return user_limit, min(limits) if limits else None
 
     def day_key(self, now: float) -> str:
         """The quota day of `now` in the policy's zone."""
@@ -102,4 +117,5 @@ class QuotaPolicy:
         """The user's quota as of `now`, from the store's `usage` of today's day key."""
         limit, _ = self.limits_for(platform, user_id, "", is_group=False)
         left = None if limit is None else max(0, limit - usage.used)
-        return QuotaStatus(usage.used, limit, left, usage.credits, self.next_reset(now))
+        reset = self.next_reset(now)
+        return QuotaStatus(usage.used, limit, left, usage.credits, reset, self.tz, now)

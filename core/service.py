@@ -35,6 +35,7 @@ from core.pipeline import retouch_photo
 from core.platform import JobEvent, PlatformHooks, RetouchRequest
 from core.quota import QuotaPolicy
 from core.results import ResultFiles
+from core.retention import RetentionSweeper
 from core.run_queue import RunQueue
 from core.settings import Settings
 from core.store import JobStore
@@ -133,6 +134,9 @@ class RetouchService(UserAccounts):
             heartbeat_seconds=settings.jobs_heartbeat_seconds,
             stale_after=settings.jobs_stale_after_seconds,
         )
+        self.retention = RetentionSweeper(
+            store, self.sweep_results, retention_days=settings.jobs_retention_days, clock=clock
+        )
         self._sleep = sleep
         self._hooks: dict[str, PlatformHooks] = {}
         self._queue = RunQueue()
@@ -151,7 +155,7 @@ class RetouchService(UserAccounts):
     async def start(self) -> None:
         """Sweep stale files, resume unfinished jobs, then start the workers and admit requests."""
         await self.results.create_folder()
-        await self.sweep_results()
+        await self.retention.start()
         await self.claims.recover()
         self._workers = [
             asyncio.create_task(self._worker(), name=f"retouch-worker-{n}")
@@ -168,6 +172,7 @@ class RetouchService(UserAccounts):
         self._accepting = False
         self._queue.close()
         grace = self.settings.jobs_shutdown_grace_seconds if grace is None else grace
+        await self.retention.stop()
         await self.claims.stop()
         await _wind_down(list(self._local.values()), grace)
         for worker in self._workers:
@@ -367,7 +372,8 @@ class RetouchService(UserAccounts):
         done = await self.store.transition(
             job.id, "done", expect=_DELIVERING, expect_owner=self.replica_id
         )
-        await self.results.discard([job.result_path])
+        if not self.settings.compare_enabled:  # else kept for Compare, until swept
+            await self.results.discard([job.result_path])
         self._drop(job.id)
         if done is not None:
             self._log_finished(done)

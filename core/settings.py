@@ -24,6 +24,7 @@ from pydantic import (
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from core.errors import ConfigError
+from core.packs import Pack, parse_packs
 from core.platform_ids import Kind, parse_platform_id
 
 Backend = Literal["auto", "api", "local"]
@@ -142,6 +143,15 @@ class Settings(EnvSettings):
     jobs_shutdown_grace_seconds: float = Field(30.0, ge=0)
     jobs_heartbeat_seconds: float = Field(10.0, gt=0, le=3600)
     jobs_stale_after_seconds: float = Field(60.0, gt=0)
+    jobs_retention_days: float = Field(30.0, ge=0)
+
+    # --- features -------------------------------------------------------------------------
+    compare_enabled: bool = True
+
+    # --- payments (Telegram Stars) --------------------------------------------------------
+    payments_stars_packs: Annotated[list[Pack], NoDecode, BeforeValidator(parse_packs)] = []
+    payments_support: str = Field("", max_length=200)
+    payments_terms_url: str = ""
 
     # --- operations -----------------------------------------------------------------------
     ops_listen: ListenAddress = ""
@@ -185,6 +195,20 @@ class Settings(EnvSettings):
             raise ValueError("must be printable text, e.g. the host name")
         return value
 
+    @field_validator("payments_terms_url")
+    @classmethod
+    def _terms_url(cls, value: str) -> str:
+        value = value.strip()
+        return _http_url(value) if value else value
+
+    @field_validator("payments_support")
+    @classmethod
+    def _support(cls, value: str) -> str:
+        value = value.strip()
+        if value and not value.isprintable():
+            raise ValueError("must be printable text, e.g. @your_support or an e-mail address")
+        return value
+
     @field_validator("log_level", mode="before")
     @classmethod
     def _upper(cls, value: Any) -> Any:
@@ -209,6 +233,11 @@ class Settings(EnvSettings):
     def check(self) -> None:
         if self.retouch_backend == "api" and not self.retouch_api_key.get_secret_value():
             raise ConfigError("RETOUCH_API_KEY: must be set when RETOUCH_BACKEND=api")
+        if self.payments_stars_packs and not self.payments_support:
+            raise ConfigError(
+                "PAYMENTS_SUPPORT: must be set when PAYMENTS_STARS_PACKS is (Telegram requires "
+                "a contact for payment questions, shown by /paysupport)"
+            )
         if self.jobs_stale_after_seconds <= 2 * self.jobs_heartbeat_seconds:
             raise ConfigError(
                 "JOBS_STALE_AFTER_SECONDS: must be more than twice JOBS_HEARTBEAT_SECONDS "

@@ -391,6 +391,12 @@ class FakeDiscord:
         self._changed: asyncio.Condition | None = None
         self._runner: web.AppRunner | None = None
         self.base_url = ""
+        # Imported here: they build on this module's records and errors.
+        from tests.fake_discord_components import check_components
+        from tests.fake_discord_members import MemberPermissions
+
+        self.members = MemberPermissions(self)
+        self._check_components = check_components
         self._register_routes()
 
     # --- lifecycle -----------------------------------------------------------------------
@@ -1150,6 +1156,7 @@ class FakeDiscord:
         creating: bool,
     ) -> None:
         """Apply message fields of a create/edit payload, attachments included, as Discord does."""
+        self._check_components(payload.get("components"))
         channel_id = int(message["channel_id"])
         if not creating:
             for key in ("content", "components"):
@@ -1267,7 +1274,7 @@ class FakeDiscord:
                     },
                     "member": {
                         **self._member(user, guild),
-                        "permissions": str(guild.everyone_permissions),
+                        "permissions": str(self.members.of(user, guild)),
                     },
                     "context": 0,
                     "authorizing_integration_owners": {"0": str(guild.id)},
@@ -1278,6 +1285,14 @@ class FakeDiscord:
         state = _Interaction(payload, cid, guild_id)
         self._interactions[token] = state
         return payload, state
+
+    def _command_named(self, name: str, command_type: int, guild_id: int | None) -> JSON | None:
+        """The synced command of that name and type (a guild's first, then the global one)."""
+        for scope in (guild_id, None):
+            for command in self.commands.get(scope, []):
+                if command["name"] == name and command.get("type", 1) == command_type:
+                    return command
+        return None
 
     def _command_data(self, name: str, command_type: int, guild_id: int | None) -> JSON:
         for scope in (guild_id, None):
@@ -1318,6 +1333,7 @@ class FakeDiscord:
             app_permissions=app_permissions,
         )
         data = self._command_data(name, 1, state.guild_id)
+        self.members.check_command(self._command_named(name, 1, state.guild_id), payload)
         resolved: dict[str, JSON] = {str(k): dict(v) for k, v in (attachments or {}).items()}
         if isinstance(options, Mapping):
             option_list = []
@@ -1359,6 +1375,7 @@ class FakeDiscord:
             app_permissions=app_permissions,
         )
         data = self._command_data(name, 3, state.guild_id)
+        self.members.check_command(self._command_named(name, 3, state.guild_id), payload)
         data["target_id"] = target_message["id"]
         data["resolved"] = {"messages": {target_message["id"]: dict(target_message)}}
         payload["data"] = data
@@ -1685,6 +1702,7 @@ class FakeDiscord:
             raise _invalid_form("name", "Command name is invalid")
         if command_type == 1 and not 1 <= len(description) <= 100:
             raise _invalid_form("description", "Must be between 1 and 100 in length.")
+        self.members.check_definition(data)
         command = {
             "id": old["id"] if old else str(self.snowflake()),
             "application_id": str(self.application_id),

@@ -721,6 +721,12 @@ class FakeTelegram:
         self._webhook_task: asyncio.Task[None] | None = None
         self._runner: web.AppRunner | None = None
         self._port: int | None = None
+        # Imported here: they build on this module's records and errors.
+        from tests.fake_telegram_chats import ChatMembers
+        from tests.fake_telegram_payments import StarsPayments
+
+        self.members = ChatMembers(self)
+        self.stars = StarsPayments(self)
         self._handlers: dict[str, Handler] = {
             "getMe": self._get_me,
             "logOut": self._true,
@@ -745,6 +751,8 @@ class FakeTelegram:
             "setMyCommands": self._set_my_commands,
             "getMyCommands": self._get_my_commands,
             "deleteMyCommands": self._delete_my_commands,
+            **self.members.handlers(),
+            **self.stars.handlers(),
         }
         self._method_names = {name.lower(): name for name in self._handlers}
 

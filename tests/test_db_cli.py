@@ -20,11 +20,13 @@ from bots.telegram.settings import TelegramSettings
 from core.settings import load_settings
 from core.store import StoreDump, Usage
 from core.store.postgres import PostgresStore
+from core.store.schema import MIGRATIONS
 from core.store.sqlite import SqliteStore
-from tests.test_store import DAY, FakeClock, fill
+from tests.test_store import DAY, FILLED, FakeClock, fill
 from tests.test_store import job as new_job
 
 ROOT = Path(__file__).resolve().parent.parent
+VERSION = len(MIGRATIONS)
 
 
 async def cli(*args: str, cwd: Path, **env: str) -> tuple[int, str, str]:
@@ -51,16 +53,16 @@ async def test_migrate_creates_the_configured_store_and_says_which(
 ) -> None:
     code, out, err = await cli("db", "migrate", cwd=tmp_path)
     assert (code, err) == (0, "")
-    assert out == "SQLite at data/retouch.db: schema version 2 (up to date)\n"
+    assert out == f"SQLite at data/retouch.db: schema version {VERSION} (up to date)\n"
     assert (tmp_path / "data" / "retouch.db").is_file()
 
     url = postgres_url.replace("postgres:@", "postgres:hunter2@")  # trust auth ignores it
     code, out, err = await cli("db", "migrate", cwd=tmp_path, DATABASE_URL=url)
     assert (code, err) == (0, "")
     assert out.startswith("PostgreSQL at postgresql://postgres:***@/retouch_test_")
-    assert out.endswith(": schema version 2 (up to date)\n") and "hunter2" not in out
+    assert out.endswith(f": schema version {VERSION} (up to date)\n") and "hunter2" not in out
     code, out, _ = await cli("db", "migrate", cwd=tmp_path, DATABASE_URL=url)
-    assert code == 0 and "schema version 2" in out
+    assert code == 0 and f"schema version {VERSION}" in out
 
     code, _, err = await cli("db", "migrate", cwd=tmp_path, DATABASE_URL="mysql://x")
     assert code == 2 and "DATABASE_URL: must be empty or a postgresql:// URL" in err
@@ -78,14 +80,13 @@ async def test_moving_a_sqlite_store_into_postgresql_keeps_everything_once(
     code, out, err = await cli("db", "export", "move.jsonl", cwd=tmp_path)
     assert (code, err) == (0, "")
     assert out.startswith(
-        "exported 4 daily usage, 2 chat usage, 2 credits, 2 user settings, 3 jobs "
+        "exported 4 daily usage, 2 chat usage, 2 credits, 2 user settings, 1 chat settings, "
+        "1 purchases, 3 jobs "
         "from SQLite at data/retouch.db (export "
     )
     lines = (tmp_path / "move.jsonl").read_text().splitlines()
     assert json.loads(lines[0])["format"] == "retouch-bot-store"
-    assert json.loads(lines[-1]) == {
-        "end": {"daily_usage": 4, "chat_usage": 2, "credits": 2, "user_settings": 2, "jobs": 3}
-    }
+    assert json.loads(lines[-1]) == {"end": FILLED}
 
     pg = {"DATABASE_URL": postgres_url}
     code, out, err = await cli("db", "import", "move.jsonl", cwd=tmp_path, **pg)
@@ -93,8 +94,8 @@ async def test_moving_a_sqlite_store_into_postgresql_keeps_everything_once(
     assert out.startswith("imported 4 daily usage, 2 chat usage, 2 credits, 2 user settings")
 
     async with await PostgresStore.open(postgres_url) as postgres:
-        assert await postgres.usage("telegram", "u1", DAY) == Usage(used=2, credits=4)
-        assert await postgres.usage("telegram", "u1", "2026-11-25") == Usage(used=1, credits=4)
+        assert await postgres.usage("telegram", "u1", DAY) == Usage(used=2, credits=14)
+        assert await postgres.usage("telegram", "u1", "2026-11-25") == Usage(used=1, credits=14)
         assert await postgres.usage("discord", "d1", DAY) == Usage(used=0, credits=1)
         assert await postgres.chat_usage("telegram", "g", DAY) == 1
         assert (await postgres.get_user_settings("telegram", "u1")).default_fidelity == 0.35
@@ -110,7 +111,7 @@ async def test_moving_a_sqlite_store_into_postgresql_keeps_everything_once(
     code, _, err = await cli("db", "import", "move.jsonl", cwd=tmp_path)
     assert code == 1 and "exported from SQLite at data/retouch.db itself" in err
     async with await PostgresStore.open(postgres_url) as postgres:
-        assert await postgres.usage("telegram", "u1", DAY) == Usage(used=2, credits=4)
+        assert await postgres.usage("telegram", "u1", DAY) == Usage(used=2, credits=14)
 
     # With DATABASE_URL already set, --from-sqlite still reads the old file.
     code, out, _ = await cli(

@@ -188,12 +188,9 @@ async def test_retouch_defers_then_follows_up_with_the_result(
     fields = embed_fields(result)
     assert fields["Fidelity"] == "0.1" and fields["Left today"] == "4"
     rows = result.json["components"]
-    assert [b["custom_id"].rsplit(":", 1)[1] for b in rows[0]["components"]] == [
-        "0.1",
-        "0.3",
-        "0.5",
-        "0.7",
-    ]
+    ids = [b["custom_id"] for b in rows[0]["components"]]
+    assert [i.rsplit(":", 1)[1] for i in ids[:4]] == ["0.1", "0.3", "0.5", "0.7"]
+    assert ids[4].startswith("rt:cmp:")  # and Compare, the fifth
     [call] = upstream.calls
     assert call.json["extra_body"]["codeformer_fidelity"] == 0.1
     assert (call.data_url() or "").startswith("data:image/jpeg;base64,")
@@ -272,7 +269,11 @@ async def test_quota_exhausted_answers_with_the_reset_time(
         await result_of(fake, first)
         second = await fake.slash_command("retouch", {"image": fake.attachment("b.jpg", jpeg())})
         refusal = await ephemeral_of(fake, second)
-    assert refusal == "You've used all 1 photos for today. Your quota resets at 00:00 UTC."
+    assert re.fullmatch(
+        r"You've used all 1 photos for today\. Your quota resets at 00:00 UTC "
+        r"\(in (\d+ h )?\d+ min\)\.",
+        refusal,
+    )
     assert len(upstream.calls) == 1
     [left] = fake.messages_for(second)  # the public "thinking" message was deleted
     assert left["flags"] & EPHEMERAL and left["content"] == refusal
@@ -370,7 +371,8 @@ async def test_a_forged_redo_value_is_refused_and_costs_nothing(
             button["custom_id"] = f"{prefix}:{forged}"
             pressed = await fake.press_button(button["custom_id"], message)
             assert await ephemeral_of(fake, pressed) == (
-                "Redo takes fidelity 0.1, 0.3, 0.5, 0.7 only. Nothing was charged."
+                "Redo takes fidelity 0.1, 0.3, 0.5, 0.7 only. Nothing was retouched, and nothing "
+                "counted against your quota."
             )
         quota = await fake.slash_command("quota")
         assert (await ephemeral_of(fake, quota)).startswith("Today you've used 1 of 5")
@@ -402,7 +404,9 @@ async def test_cancel_while_queued_refunds_and_delivers_nothing(
         )
         assert "Only the person" in await ephemeral_of(fake, other)
         mine = await fake.press_button(cancel["custom_id"], message)
-        assert await ephemeral_of(fake, mine) == "Cancelled. Nothing was charged."
+        assert await ephemeral_of(fake, mine) == (
+            "Cancelled. This photo didn't count against your quota."
+        )
         await fake.wait_for(of(queued, "DELETE", r"/messages/\d+$"))
 
         gate.opened.set()

@@ -90,9 +90,10 @@ async def test_an_anonymous_retouch_reply_to_someones_photo_is_refused(
 
 
 async def test_anonymous_commands_are_answered_with_the_rule(bot: Harness) -> None:
-    for command in ("/quota", "/fidelity 0.3", "/forget"):
+    commands = ("/quota", "/fidelity 0.3", "/forget", "/language zh", "/whoami")
+    for command in commands:
         bot.tg.send_text(GROUP, ANONYMOUS, command)
-    await bot.tg.wait_until(lambda: len(refusals(bot, GROUP)) == 3)
+    await bot.tg.wait_until(lambda: len(refusals(bot, GROUP)) == len(commands))
     bot.tg.send_text(GROUP, ANONYMOUS, "/help")
     await bot.text_containing(GROUP, "/retouch")  # what is the same for everyone still comes
 

@@ -94,6 +94,16 @@ def test_limits_for_users_groups_and_admins() -> None:
     assert policy.is_admin("telegram", "1") and not policy.is_admin("discord", "1")
 
 
+def test_a_groups_own_limit_only_lowers_the_operators() -> None:
+    policy = QuotaPolicy(per_user_per_day=20, per_chat_per_day=50, admin_ids={"telegram:1"})
+    assert policy.limits_for("telegram", "2", "-100", True, chat_limit=10) == (20, 10)
+    assert policy.limits_for("telegram", "2", "-100", True, chat_limit=80) == (20, 50)
+    assert policy.limits_for("telegram", "2", "2", False, chat_limit=10) == (20, None)
+    assert policy.limits_for("telegram", "1", "-100", True, chat_limit=10) == (None, None)
+    unlimited = QuotaPolicy(per_user_per_day=20)
+    assert unlimited.limits_for("discord", "2", "9", True, chat_limit=30) == (20, 30)
+
+
 def test_zero_means_unlimited() -> None:
     policy = QuotaPolicy(per_user_per_day=0, per_chat_per_day=0)
     assert policy.limits_for("discord", "7", "8", is_group=True) == (None, None)
@@ -105,7 +115,9 @@ def test_status_shows_used_left_credits_and_reset() -> None:
     now = at("Europe/Berlin", 2026, 11, 27, 18, 0)
     midnight = at("Europe/Berlin", 2026, 11, 28)
     status = policy.status(Usage(used=3, credits=2), now, platform="telegram", user_id="7")
-    assert status == QuotaStatus(used=3, limit=5, left=2, credits=2, resets_at=midnight)
+    assert status == QuotaStatus(
+        used=3, limit=5, left=2, credits=2, resets_at=midnight, tz="Europe/Berlin", now=now
+    )
     over = policy.status(Usage(used=9), now, platform="telegram", user_id="7")
     assert (over.left, over.credits) == (0, 0)
     admin = policy.status(Usage(used=40), now, platform="discord", user_id="42")

@@ -120,7 +120,8 @@ async def test_a_job_is_delivered_and_counted(
     stored = await service.store.get_job(job.id)
     assert stored is not None and stored.state == "done" and stored.fidelity == 0.3
     assert await used(service, "1") == 1
-    assert list(service.results_dir.iterdir()) == []  # result deleted once delivered
+    # The result stays for the Compare button, until the retention sweep removes it.
+    assert stored.result_path is not None and await service.results.exists(stored.result_path)
 
 
 async def test_saved_default_then_configured_default(
@@ -363,8 +364,9 @@ async def test_forget_leaves_only_todays_counter(
     assert await service.store.recent_jobs(user=("telegram", "1")) == []
     assert (await service.user_settings("telegram", "1")).default_fidelity is None
     assert await used(service, "1") == 2  # forgetting is not a quota reset
-    assert len(await service.store.recent_jobs(user=("telegram", "2"))) == 1
-    assert list(service.results_dir.iterdir()) == []
+    [kept] = await service.store.recent_jobs(user=("telegram", "2"))
+    # Only the other user's result is left (kept for Compare).
+    assert [p.name for p in service.results_dir.iterdir()] == [Path(str(kept.result_path)).name]
 
 
 async def test_shutdown_lets_running_jobs_finish_and_keeps_the_queue(
@@ -485,7 +487,7 @@ async def test_recovery_redelivers_a_stored_result_and_fails_lost_inputs(
     assert failed[0].job.id == orphan.id and failed[0].error is not None
     assert failed[0].error.code == "input_gone"
     assert await used(service, "1") == 1 and await used(service, "2") == 0
-    assert not result.exists()
+    assert result.exists()  # kept for Compare, until the retention sweep
     await service.shutdown()
     await store.close()
 

@@ -22,8 +22,14 @@ from core.jobs import NewJob, Platform
 from core.quota import QuotaPolicy
 from core.store import (
     AlreadyImportedError,
+    AlreadyRefundedError,
     ChatQuotaExceededError,
+    ChatSettings,
+    CreditsSpentError,
     JobStore,
+    Purchase,
+    PurchaseNotFoundError,
+    PurchaseTotals,
     QuotaExceededError,
     StoreDump,
     StoreError,
@@ -107,6 +113,21 @@ def job(
         reply_target={"chat_id": chat or user, "message_id": 7},
         input_ref={"file_id": "AgAD-file"},
         fidelity=fidelity,
+    )
+
+
+def purchase(charge_id: str, user: str, *, credits: int = 10, day: str = DAY) -> Purchase:
+    """A Telegram Stars purchase of `credits` photos by `user`."""
+    return Purchase(
+        platform="telegram",
+        charge_id=charge_id,
+        user_id=user,
+        credits=credits,
+        amount=5 * credits,
+        currency="XTR",
+        payload=f"pack:{credits}:{5 * credits}",
+        day=day,
+        created_at=T0,
     )
 
 
@@ -594,7 +615,144 @@ async def test_release_lets_anyone_take_the_job_at_once(store: JobStore) -> None
     assert await store.release("a", []) == 0
 
 
+# --- group chats, languages, purchases, retention -----------------------------------------
+
+
+async def test_chat_settings_are_saved_one_field_at_a_time(store: JobStore) -> None:
+    assert await store.get_chat_settings("telegram", "-100") == ChatSettings()
+    await store.set_chat_setting("telegram", "-100", "default_fidelity", 0.5)
+    both = await asyncio.gather(
+        store.set_chat_setting("telegram", "-100", "admins_only", True),
+        store.set_chat_setting("telegram", "-100", "locale", "zh"),
+    )
+    assert both[0].admins_only or both[1].admins_only
+    saved = await store.get_chat_settings("telegram", "-100")
+    assert saved == ChatSettings(default_fidelity=0.5, admins_only=True, locale="zh")
+    await store.set_chat_setting("telegram", "-100", "auto_retouch", False)
+    await store.set_chat_setting("telegram", "-100", "daily_limit", 50)
+    assert await store.set_chat_setting("telegram", "-100", "default_fidelity", None) == (
+        ChatSettings(auto_retouch=False, daily_limit=50, admins_only=True, locale="zh")
+    )
+    assert await store.get_chat_settings("discord", "-100") == ChatSettings()
+    for field, value in [("owner", "x"), ("admins_only", None), ("daily_limit", True)]:
+        with pytest.raises(TypeError):
+            await store.set_chat_setting("telegram", "-100", field, value)
+
+
+async def test_a_chosen_language_is_saved_beside_the_fidelity(store: JobStore) -> None:
+    await store.set_default_fidelity("telegram", "u1", 0.3)
+    await store.set_locale("telegram", "u1", "zh")
+    assert await store.get_user_settings("telegram", "u1") == UserSettings(0.3, "zh")
+    await store.set_locale("telegram", "u1", None)
+    assert await store.get_user_settings("telegram", "u1") == UserSettings(0.3)
+
+
+@pytest.mark.parametrize("stores", [1, 2], ids=["one-store", "two-stores"])
+async def test_a_payment_reported_many_times_at_once_adds_its_credits_once(
+    open_store: StoreFactory, stores: int
+) -> None:
+    opened = [await open_store() for _ in range(stores)]
+    await opened[0].grant("telegram", "u1", 2)
+    recorded = await asyncio.gather(
+        *(opened[i % stores].record_purchase(purchase("charge-1", "u1")) for i in range(20))
+    )
+    assert sorted(recorded) == [False] * 19 + [True]
+    assert await opened[-1].usage("telegram", "u1", DAY) == Usage(credits=12)
+    assert await opened[0].get_purchase("telegram", "charge-1") == purchase("charge-1", "u1")
+
+
+async def test_purchases_are_listed_and_summed(store: JobStore) -> None:
+    await store.record_purchase(purchase("c1", "u1", credits=10))
+    await store.record_purchase(replace(purchase("c2", "u1", credits=50), created_at=T0 + 5))
+    await store.record_purchase(purchase("c3", "u2", credits=10, day="2026-11-28"))
+    assert [p.charge_id for p in await store.purchases("telegram", "u1")] == ["c2", "c1"]
+    assert await store.purchases("discord", "u1") == []
+    await store.begin_refund("telegram", "c1")
+    await store.finish_refund("telegram", "c1", refunded=True)
+    totals = await store.purchase_totals(user=("telegram", "u1"))
+    assert totals == PurchaseTotals(count=1, credits=50, amount=250, refunded=1)
+    assert await store.purchase_totals(day=DAY) == totals
+    assert await store.purchase_totals() == PurchaseTotals(2, 60, 300, 1)
+    assert await store.purchase_totals(day="2026-01-01") == PurchaseTotals()
+
+
+async def test_a_refund_takes_the_credits_back_and_happens_once(store: JobStore) -> None:
+    await store.record_purchase(purchase("c1", "u1", credits=10))
+    refunding = await store.begin_refund("telegram", "c1")
+    assert refunding.state == "refunding"
+    assert await store.usage("telegram", "u1", DAY) == Usage(credits=0)
+    # Cut off before the platform answered: running it again resumes, taking nothing more.
+    assert await store.begin_refund("telegram", "c1") == refunding
+    done = await store.finish_refund("telegram", "c1", refunded=True)
+    assert done.state == "refunded" and done.refunded_at == T0
+    with pytest.raises(AlreadyRefundedError):
+        await store.begin_refund("telegram", "c1")
+    assert await store.finish_refund("telegram", "c1", refunded=False) == done
+    assert await store.usage("telegram", "u1", DAY) == Usage(credits=0)
+    with pytest.raises(PurchaseNotFoundError):
+        await store.begin_refund("telegram", "nope")
+
+
+async def test_spent_credits_are_not_refunded(store: JobStore) -> None:
+    await store.record_purchase(purchase("c1", "u1", credits=2))
+    await store.reserve(job("u1"), day=DAY, user_limit=0, chat_limit=None)  # paid by a credit
+    with pytest.raises(CreditsSpentError, match="bought 2 credits and the user has 1 left"):
+        await store.begin_refund("telegram", "c1")
+    assert (await store.get_purchase("telegram", "c1")) == purchase("c1", "u1", credits=2)
+    assert await store.usage("telegram", "u1", DAY) == Usage(used=0, credits=1)
+
+
+async def test_a_refund_the_platform_refused_gives_the_credits_back(store: JobStore) -> None:
+    await store.record_purchase(purchase("c1", "u1", credits=3))
+    await store.begin_refund("telegram", "c1")
+    paid = await store.finish_refund("telegram", "c1", refunded=False)
+    assert paid == purchase("c1", "u1", credits=3)
+    assert await store.usage("telegram", "u1", DAY) == Usage(credits=3)
+
+
+async def test_the_payments_cursor_only_moves_forward(store: JobStore) -> None:
+    assert await store.payments_cursor("telegram") == 0
+    await store.set_payments_cursor("telegram", 7)
+    await store.set_payments_cursor("telegram", 3)
+    assert await store.payments_cursor("telegram") == 7
+    assert await store.payments_cursor("discord") == 0
+
+
+async def test_retention_erases_old_platform_references_of_finished_jobs(
+    store: JobStore, clock: FakeClock
+) -> None:
+    old_done = await store.reserve(job("u1"), day=DAY, user_limit=None, chat_limit=None)
+    await store.transition(old_done.id, "done", expect=["queued"], result_path="r/x.jpg")
+    old_queued = await store.reserve(job("u2"), day=DAY, user_limit=None, chat_limit=None)
+    clock.advance(100)
+    new_done = await store.reserve(job("u3"), day=DAY, user_limit=None, chat_limit=None)
+    await store.transition(new_done.id, "failed", expect=["queued"])
+
+    assert await store.erase_platform_refs(T0 + 50) == 1
+    erased = await store.get_job(old_done.id)
+    assert erased is not None and erased.reply_target == {} and erased.input_ref == {}
+    assert erased.user_id == "u1" and erased.result_path == "r/x.jpg" and erased.state == "done"
+    assert await store.get_job(old_queued.id) == old_queued  # unfinished: still needed
+    kept = await store.get_job(new_done.id)
+    assert kept is not None and kept.input_ref == {"file_id": "AgAD-file"}
+    assert await store.erase_platform_refs(T0 + 50) == 0
+    assert await store.erase_platform_refs(T0 + 500, limit=1) == 1
+    assert (await store.stats(DAY)).jobs == 3
+
+
 # --- moving a store: export and import ------------------------------------------------------
+
+
+FILLED = {
+    "daily_usage": 4,  # u1 on two days, u2 and u3 today (d1 paid with a credit)
+    "chat_usage": 2,
+    "credits": 2,
+    "user_settings": 2,
+    "chat_settings": 1,
+    "purchases": 1,
+    "jobs": 3,
+}
+"""The rows of each kind `fill` leaves for an export (unfinished jobs only)."""
 
 
 async def fill(store: JobStore, clock: FakeClock) -> dict[str, str]:
@@ -622,6 +780,9 @@ async def fill(store: JobStore, clock: FakeClock) -> dict[str, str]:
     await store.transition(done.id, "done", expect=["queued"])
     await store.set_default_fidelity("telegram", "u1", 0.35)
     await store.set_default_fidelity("discord", "d1", 0.7)
+    await store.set_chat_setting("telegram", "g", "auto_retouch", True)
+    await store.set_chat_setting("telegram", "g", "daily_limit", 30)
+    await store.record_purchase(purchase("charge-1", "u1", credits=10))
     ids.update(queued=queued.id, running=running.id, delivering=delivering.id, done=done.id)
     return ids
 
@@ -637,17 +798,12 @@ async def test_export_then_import_keeps_quotas_grants_settings_and_unfinished_jo
         ids = await fill(source, clock)
         unfinished = await source.unfinished_jobs()
         dump = await source.export_dump()
-        assert dump.source == direction.split("-")[0] and dump.schema_version == 2
+        assert dump.source == direction.split("-")[0]
+        assert dump.schema_version == len(MIGRATIONS)
         assert [j.id for j in dump.jobs] == [ids["queued"], ids["running"], ids["delivering"]]
 
         counts = await target.import_dump(dump)
-        assert counts == {
-            "daily_usage": 4,  # u1 on two days, u2 and u3 today (d1 paid with a credit)
-            "chat_usage": 2,
-            "credits": 2,
-            "user_settings": 2,
-            "jobs": 3,
-        }
+        assert counts == FILLED
 
         async def state(store: JobStore) -> list[object]:
             return [
@@ -660,11 +816,18 @@ async def test_export_then_import_keeps_quotas_grants_settings_and_unfinished_jo
                 await store.chat_usage("telegram", "g", "2026-11-25"),
                 await store.get_user_settings("telegram", "u1"),
                 await store.get_user_settings("discord", "d1"),
+                await store.get_chat_settings("telegram", "g"),
+                await store.purchases("telegram", "u1"),
             ]
 
         assert await state(target) == await state(source)
-        assert await target.usage("telegram", "u1", DAY) == Usage(used=2, credits=4)
+        assert await target.usage("telegram", "u1", DAY) == Usage(used=2, credits=14)
         assert await target.usage("discord", "d1", DAY) == Usage(used=0, credits=1)
+        assert await target.get_chat_settings("telegram", "g") == ChatSettings(
+            auto_retouch=True, daily_limit=30
+        )
+        # The moved purchase is known there: the same payment reported again adds nothing.
+        assert not await target.record_purchase(purchase("charge-1", "u1", credits=10))
         moved = await target.unfinished_jobs()
         assert moved == [replace(j, owner=None, heartbeat_at=None) for j in unfinished]
         assert await target.get_job(ids["done"]) is None  # history stays behind
@@ -678,7 +841,7 @@ async def test_export_then_import_keeps_quotas_grants_settings_and_unfinished_jo
 
         with pytest.raises(AlreadyImportedError, match="already imported"):
             await target.import_dump(dump)
-        assert await target.usage("telegram", "u1", DAY) == Usage(used=2, credits=4)
+        assert await target.usage("telegram", "u1", DAY) == Usage(used=2, credits=14)
     finally:
         await sqlite.close()
         await postgres.close()
@@ -696,7 +859,7 @@ async def test_import_adds_to_what_the_store_already_has(
         await postgres.set_default_fidelity("telegram", "u1", 0.9)  # newer than the export's
         counts = await postgres.import_dump(await sqlite.export_dump())
         assert counts["user_settings"] == 1
-        assert await postgres.usage("telegram", "u1", DAY) == Usage(used=3, credits=5)
+        assert await postgres.usage("telegram", "u1", DAY) == Usage(used=3, credits=15)
         assert (await postgres.get_user_settings("telegram", "u1")).default_fidelity == 0.9
     finally:
         await sqlite.close()

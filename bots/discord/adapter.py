@@ -12,16 +12,20 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
-import aiohttp
 import discord
 import httpx
 
 from bots import messages as m
 from bots.chat_commands import ChatCommands, read_fidelity
+from bots.chat_settings import may_use
+from bots.compare import Comparisons
+from bots.discord.answers import chat_of, language_of, tell
 from bots.discord.batches import Batches
+from bots.discord.compare import CompareHandler
 from bots.discord.delivery import Replier, Upload, fit
 from bots.discord.render import result_embed
 from bots.discord.settings import DiscordSettings
+from bots.discord.settings_view import ServerSettings, SettingSelect
 from bots.discord.status import StatusBoard
 from bots.discord.targets import Target, attachment_ref, image_refs, lang_of, looks_like_image
 from bots.discord.views import bind_buttons, forget_view, redo_view
@@ -74,7 +78,10 @@ class DiscordBot:
         self.status = StatusBoard(self.replier, interval)
         self.batches = Batches(self._busy_siblings)
         self.commands = ChatCommands(service, PLATFORM, settings.retouch_default_fidelity)
+        self.server_settings = ServerSettings(service)
+        self.comparisons = CompareHandler(Comparisons(service, self.commands, self.fetch_input))
         bind_buttons(client, self)
+        client.add_dynamic_items(SettingSelect)
 
     async def close(self) -> None:
         await self.status.close()
@@ -85,7 +92,7 @@ class DiscordBot:
         self, interaction: Interaction, image: discord.Attachment, fidelity: float | None
     ) -> None:
         """`/retouch image [fidelity]`."""
-        lang = lang_of(interaction)
+        lang = await self._lang(interaction)
         problem = self._attachment_problem(image, lang)
         if problem is None and fidelity is not None:
             try:
@@ -101,7 +108,7 @@ class DiscordBot:
 
     async def retouch_message(self, interaction: Interaction, message: discord.Message) -> None:
         """The "Retouch photo" context menu: every image of the message, one job each."""
-        lang = lang_of(interaction)
+        lang = await self._lang(interaction)
         limit = self.settings.image_max_input_bytes
         refs, too_large = image_refs(message, limit)
         if not refs:
@@ -117,20 +124,24 @@ class DiscordBot:
         self, interaction: Interaction, refs: Sequence[dict[str, Any]], fidelity: float | None
     ) -> None:
         """Defer, then one job per input; refusals are ephemeral and cost nothing."""
-        lang = lang_of(interaction)
+        lang = await self._lang(interaction)
+        if not await self._may_use(interaction):
+            await self._tell(interaction, m.text("admins_only_use", lang))
+            return
         try:
             response = await interaction.response.defer(thinking=True)
         except discord.HTTPException as exc:
             log.warning("could not acknowledge interaction %s: %s", interaction.id, exc.status)
             return
-        base = Target.for_interaction(interaction, response.message_id if response else None)
+        original = response.message_id if response else None
+        base = Target.for_interaction(interaction, original, lang)
         refusals: list[str] = []
         for index, ref in enumerate(refs):
             target = base.in_batch(len(refs), index)
             request = RetouchRequest(
                 platform=PLATFORM,
                 user_id=str(interaction.user.id),
-                chat_id=str(base.channel_id),
+                chat_id=chat_of(interaction),
                 reply_target=target.to_json(),
                 input_ref=ref,
                 fidelity=fidelity,
@@ -160,28 +171,48 @@ class DiscordBot:
     # --- other commands -------------------------------------------------------------------
 
     async def help(self, interaction: Interaction) -> None:
-        await self._tell(interaction, m.text("d:help", lang_of(interaction)))
+        await self._tell(interaction, m.text("d:help", await self._lang(interaction)))
 
     async def quota(self, interaction: Interaction) -> None:
-        line = await self.commands.quota(str(interaction.user.id), lang_of(interaction))
+        line = await self.commands.quota(str(interaction.user.id), await self._lang(interaction))
         await self._tell(interaction, line)
 
     async def fidelity(self, interaction: Interaction, value: float | None, reset: bool) -> None:
         """`/fidelity [value] [reset]`: show, save or clear the user's default."""
-        user, lang = str(interaction.user.id), lang_of(interaction)
+        user, lang = str(interaction.user.id), await self._lang(interaction)
         await self._tell(interaction, await self.commands.fidelity(user, lang, value, reset=reset))
 
     async def forget(self, interaction: Interaction) -> None:
-        lang = lang_of(interaction)
+        lang = await self._lang(interaction)
         view = forget_view(interaction.user.id, lang)
         await self._tell(interaction, m.text("forget_confirm", lang), view)
 
     async def stats(self, interaction: Interaction) -> None:
-        line = await self.commands.stats(str(interaction.user.id), lang_of(interaction))
+        line = await self.commands.stats(str(interaction.user.id), await self._lang(interaction))
         await self._tell(interaction, line)
 
+    async def language(self, interaction: Interaction, choice: str | None) -> None:
+        """`/language [choice]`: show, choose or go back to the client's language."""
+        line = await self.commands.language(
+            str(interaction.user.id),
+            await self._lang(interaction),
+            choice,
+            chat=str(interaction.guild_id) if interaction.guild_id is not None else None,
+            client=interaction.locale.value,
+        )
+        await self._tell(interaction, line)
+
+    async def whoami(self, interaction: Interaction) -> None:
+        server = str(interaction.guild_id) if interaction.guild_id is not None else None
+        line = self.commands.whoami(str(interaction.user.id), await self._lang(interaction), server)
+        await self._tell(interaction, line)
+
+    async def open_settings(self, interaction: Interaction) -> None:
+        """`/settings`: the server's own settings (see `bots.discord.settings_view`)."""
+        await self.server_settings.open(interaction)
+
     async def grant(self, interaction: Interaction, user: discord.User, credits: int) -> None:
-        caller, lang = str(interaction.user.id), lang_of(interaction)
+        caller, lang = str(interaction.user.id), await self._lang(interaction)
         line = await self.commands.grant(caller, lang, str(user.id), credits)
         await self._tell(interaction, line)
 
@@ -189,7 +220,7 @@ class DiscordBot:
 
     async def on_redo(self, interaction: Interaction, job_id: str, choice: str) -> None:
         """A redo is a new job on the same input, with its own deferred response."""
-        lang = lang_of(interaction)
+        lang = await self._lang(interaction)
         pressed = await self.commands.redo(job_id, str(interaction.user.id), choice, lang)
         if isinstance(pressed, str):
             await self._tell(interaction, pressed)
@@ -201,7 +232,7 @@ class DiscordBot:
 
     async def on_cancel(self, interaction: Interaction, interaction_id: int) -> None:
         """Cancel the presser's waiting or running jobs of that interaction."""
-        lang = lang_of(interaction)
+        lang = await self._lang(interaction)
         presser = str(interaction.user.id)
         jobs = await self.service.unfinished_jobs_where(PLATFORM, "interaction_id", interaction_id)
         mine = [job for job in jobs if job.user_id == presser]
@@ -212,7 +243,7 @@ class DiscordBot:
         await self._tell(interaction, m.text("cancelled" if any(cancelled) else "too_late", lang))
 
     async def on_forget(self, interaction: Interaction, confirmed: bool, owner: int) -> None:
-        lang = lang_of(interaction)
+        lang = await self._lang(interaction)
         if owner != interaction.user.id:
             await self._tell(interaction, m.text("not_yours", lang))
             return
@@ -221,6 +252,12 @@ class DiscordBot:
             await interaction.response.edit_message(content=line, view=None)
         except discord.HTTPException as exc:
             log.warning("could not answer /forget: %s", exc.status)
+
+    async def on_compare(self, interaction: Interaction, job_id: str) -> None:
+        await self.comparisons.press(interaction, job_id)
+
+    async def on_setting(self, interaction: Interaction, key: str) -> None:
+        await self.server_settings.choose(interaction, key)
 
     async def on_failure(self, interaction: Interaction, error: Exception) -> None:
         """A handler raised: log it and tell the user, never the event loop."""
@@ -298,7 +335,8 @@ class DiscordBot:
         seconds = max(time.time() - job.created_at for job, _ in items)
         image = uploads[0].name if len(uploads) == 1 else None
         embed = result_embed(target.lang, first.fidelity, seconds, quota, image)
-        view = redo_view([job.id for job, _ in items], target.lang)
+        compare = self.settings.compare_enabled
+        view = redo_view([job.id for job, _ in items], target.lang, compare=compare)
         await self.replier.send_result(target, uploads, embed, view)
         for job, _ in items:
             self.status.drop(Target.of(job))
@@ -310,15 +348,19 @@ class DiscordBot:
     async def _tell(
         self, interaction: Interaction, line: str, view: discord.ui.View | None = None
     ) -> None:
-        """An ephemeral answer: the interaction's response, or a follow-up once it has one."""
-        extra: dict[str, Any] = {"view": view} if view is not None else {}
-        try:
-            if interaction.response.is_done():
-                await interaction.followup.send(line, ephemeral=True, **extra)
-            else:
-                await interaction.response.send_message(line, ephemeral=True, **extra)
-        except (discord.HTTPException, aiohttp.ClientError, TimeoutError) as exc:
-            log.warning("could not answer interaction %s (%s)", interaction.id, type(exc).__name__)
+        await tell(interaction, line, view)
+
+    async def _lang(self, interaction: Interaction) -> m.Lang:
+        return await language_of(self.service, interaction)
+
+    async def _may_use(self, interaction: Interaction) -> bool:
+        """Anyone may, unless the server chose "admins only" (Manage Server, then)."""
+        server = str(interaction.guild_id) if interaction.guild_id is not None else None
+
+        async def is_admin() -> bool:
+            return interaction.permissions.manage_guild
+
+        return await may_use(PLATFORM, self.service, server, is_admin)
 
 
 def _failure_line(error: RetouchError | None, lang: m.Lang) -> str:

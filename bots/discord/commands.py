@@ -65,6 +65,31 @@ def build_tree(client: discord.Client, bot: DiscordBot) -> app_commands.CommandT
     async def forget(interaction: discord.Interaction[Any]) -> None:
         await bot.forget(interaction)
 
+    @tree.command(name="language", description="English or 中文 (or your Discord's language)")
+    @app_commands.describe(choice="The language I answer you in")
+    @app_commands.choices(
+        choice=[
+            app_commands.Choice(name="English", value="en"),
+            app_commands.Choice(name="中文", value="zh"),
+            app_commands.Choice(name="Automatic (your Discord's language)", value="auto"),
+        ]
+    )
+    async def language(
+        interaction: discord.Interaction[Any], choice: app_commands.Choice[str] | None = None
+    ) -> None:
+        await bot.language(interaction, choice.value if choice is not None else None)
+
+    @tree.command(name="whoami", description="Your id, as the bot's operator writes it")
+    async def whoami(interaction: discord.Interaction[Any]) -> None:
+        await bot.whoami(interaction)
+
+    @tree.command(name="settings", description="This server's settings for the bot")
+    @app_commands.default_permissions(manage_guild=True)
+    @app_commands.allowed_contexts(guilds=True, dms=False, private_channels=False)
+    @app_commands.allowed_installs(guilds=True, users=False)
+    async def settings(interaction: discord.Interaction[Any]) -> None:
+        await bot.open_settings(interaction)
+
     @tree.command(name="help", description="How to use the bot")
     async def help_(interaction: discord.Interaction[Any]) -> None:
         await bot.help(interaction)

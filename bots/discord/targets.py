@@ -84,8 +84,12 @@ class Target:
 
     @classmethod
     def for_interaction(
-        cls, interaction: discord.Interaction[Any], original_id: int | None
+        cls,
+        interaction: discord.Interaction[Any],
+        original_id: int | None,
+        lang: m.Lang | None = None,
     ) -> Target:
+        """Answers to `interaction` in `lang` (default: the client's language)."""
         return cls(
             application_id=interaction.application_id,
             token=interaction.token,
@@ -93,7 +97,7 @@ class Target:
             channel_id=interaction.channel_id or 0,
             guild_id=interaction.guild_id,
             user_id=interaction.user.id,
-            lang=lang_of(interaction),
+            lang=lang or lang_of(interaction),
             created_at=interaction.created_at.timestamp(),
             original_id=original_id,
             upload_limit=interaction.filesize_limit or DEFAULT_UPLOAD_LIMIT,

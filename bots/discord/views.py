@@ -38,6 +38,10 @@ class ButtonHandler(Protocol):
         self, interaction: discord.Interaction[Any], confirmed: bool, owner: int
     ) -> None: ...
 
+    async def on_compare(self, interaction: discord.Interaction[Any], job_id: str) -> None: ...
+
+    async def on_setting(self, interaction: discord.Interaction[Any], key: str) -> None: ...
+
     async def on_failure(self, interaction: discord.Interaction[Any], error: Exception) -> None: ...
 
 
@@ -47,10 +51,10 @@ _HANDLERS: weakref.WeakKeyDictionary[discord.Client, ButtonHandler] = weakref.We
 def bind_buttons(client: discord.Client, handler: ButtonHandler) -> None:
     """Route the client's button presses to `handler` and register the button patterns."""
     _HANDLERS[client] = handler
-    client.add_dynamic_items(RedoButton, CancelButton, ForgetButton)
+    client.add_dynamic_items(RedoButton, CancelButton, ForgetButton, CompareButton)
 
 
-async def _handle(
+async def dispatch(
     interaction: discord.Interaction[Any], call: Callable[[ButtonHandler], Awaitable[None]]
 ) -> None:
     handler = _HANDLERS.get(interaction.client)
@@ -91,7 +95,7 @@ class RedoButton(
         return cls(match["job"], match["choice"], label)
 
     async def callback(self, interaction: discord.Interaction[Any]) -> None:
-        await _handle(interaction, lambda h: h.on_redo(interaction, self.job_id, self.choice))
+        await dispatch(interaction, lambda h: h.on_redo(interaction, self.job_id, self.choice))
 
 
 class CancelButton(discord.ui.DynamicItem[Button], template=r"rt:cancel:(?P<interaction>\d+)"):
@@ -114,7 +118,7 @@ class CancelButton(discord.ui.DynamicItem[Button], template=r"rt:cancel:(?P<inte
         return cls(int(match["interaction"]), getattr(item, "label", None) or "Cancel")
 
     async def callback(self, interaction: discord.Interaction[Any]) -> None:
-        await _handle(interaction, lambda h: h.on_cancel(interaction, self.interaction_id))
+        await dispatch(interaction, lambda h: h.on_cancel(interaction, self.interaction_id))
 
 
 class ForgetButton(
@@ -141,18 +145,44 @@ class ForgetButton(
         return cls(match["choice"] == "y", int(match["owner"]), label)
 
     async def callback(self, interaction: discord.Interaction[Any]) -> None:
-        await _handle(interaction, lambda h: h.on_forget(interaction, self.confirmed, self.owner))
+        await dispatch(interaction, lambda h: h.on_forget(interaction, self.confirmed, self.owner))
 
 
-def redo_view(job_ids: Sequence[str], lang: m.Lang) -> discord.ui.View:
-    """Redo buttons under a result; one row per photo, numbered when there are several."""
+class CompareButton(discord.ui.DynamicItem[Button], template=r"rt:cmp:(?P<job>[0-9a-f]{32})"):
+    """The before/after of a result, for the person who asked (free)."""
+
+    def __init__(self, job_id: str, label: str, row: int | None = None) -> None:
+        super().__init__(
+            discord.ui.Button(
+                label=label,
+                style=discord.ButtonStyle.primary,
+                custom_id=f"rt:cmp:{job_id}",
+                row=row,
+            )
+        )
+        self.job_id = job_id
+
+    @classmethod
+    async def from_custom_id(
+        cls, interaction: discord.Interaction[Any], item: discord.ui.Item[Any], match: re.Match[str]
+    ) -> CompareButton:
+        return cls(match["job"], getattr(item, "label", None) or "Compare")
+
+    async def callback(self, interaction: discord.Interaction[Any]) -> None:
+        await dispatch(interaction, lambda h: h.on_compare(interaction, self.job_id))
+
+
+def redo_view(job_ids: Sequence[str], lang: m.Lang, *, compare: bool = False) -> discord.ui.View:
+    """Redo buttons under a result (and Compare, the fifth of the row); one row per photo,
+    numbered when there are several."""
     view = discord.ui.View(timeout=None)
     for row, job_id in enumerate(job_ids[:5]):
+        number = f"#{row + 1} " if len(job_ids) > 1 else ""
         for fidelity in REDO_CHOICES:
-            label = m.text("redo", lang, fidelity=fidelity)
-            if len(job_ids) > 1:
-                label = f"#{row + 1} {label}"
+            label = number + m.text("redo", lang, fidelity=fidelity)
             view.add_item(RedoButton(job_id, f"{fidelity:g}", label, row=row))
+        if compare:
+            view.add_item(CompareButton(job_id, number + m.text("compare", lang), row=row))
     return view
 
 

@@ -14,16 +14,24 @@ from telegram.ext import Application, ContextTypes
 
 from bots import messages as m
 from bots.chat_commands import ChatCommands
+from bots.compare import Comparisons
 from bots.telegram.buttons import ButtonHandlers
+from bots.telegram.chat_admins import ChatAdmins
 from bots.telegram.commands import CommandHandlers, publish_menu
+from bots.telegram.compare import CompareHandlers
 from bots.telegram.delivery import Delivery
+from bots.telegram.language_menu import LanguageHandlers
+from bots.telegram.languages import Languages
 from bots.telegram.media import MediaHandlers
 from bots.telegram.parts import BotParts
+from bots.telegram.payments import PaymentHandlers
 from bots.telegram.replies import reply
 from bots.telegram.settings import TelegramSettings
+from bots.telegram.settings_menu import SettingsMenuHandlers
 from bots.telegram.status import StatusBoard
 from bots.telegram.target import PLATFORM, lang_of
 from core.jobs import Job
+from core.payments import Payments
 from core.service import JobEvent, RetouchService
 from core.settings import Settings
 
@@ -31,7 +39,7 @@ log = logging.getLogger("retouch.telegram")
 
 
 class TelegramBot:
-    """One bot: the handlers (commands, media, buttons) and the `PlatformHooks` (delivery)."""
+    """One bot: the handlers (commands, features, media, buttons) and the `PlatformHooks`."""
 
     media_handlers: type[MediaHandlers] = MediaHandlers
     """The class of the photo handlers (the naive-bot benchmark puts its own here)."""
@@ -46,14 +54,34 @@ class TelegramBot:
         self.bot = app.bot
         self.status = StatusBoard(app.bot, telegram.status_edit_interval_seconds)
         limit = telegram.download_limit(settings.image_max_input_bytes)
-        parts = BotParts(service, app.bot, self.status, limit)
+        languages = Languages(service)
+        parts = BotParts(
+            service,
+            app.bot,
+            self.status,
+            limit,
+            languages,
+            ChatAdmins(app.bot, ttl=telegram.admin_cache_seconds),
+            compare=settings.compare_enabled,
+        )
         self.delivery = Delivery(parts, send_file_too=telegram.send_file_too)
         self.media = self.media_handlers(parts, telegram)
         commands = ChatCommands(service, PLATFORM, settings.retouch_default_fidelity)
-        self.commands = CommandHandlers(commands)
+        payments = Payments(service.store, service.policy, settings.payments_stars_packs)
+        self.payments = PaymentHandlers(parts, payments, settings)
+        self.selling = payments.enabled
+        self.commands = CommandHandlers(commands, languages, payments=payments.enabled)
         self.buttons = ButtonHandlers(parts, commands)
+        comparisons = Comparisons(service, commands, self.delivery.fetch_input)
+        features = (
+            SettingsMenuHandlers(parts, frozenset(telegram.all_photos_chats)),
+            LanguageHandlers(languages, commands),
+            CompareHandlers(languages, comparisons),
+            self.payments,
+        )
         for handler in (
             *self.commands.handlers(),
+            *(handler for feature in features for handler in feature.handlers()),
             *self.media.handlers(),
             *self.buttons.handlers(),
         ):
@@ -62,7 +90,13 @@ class TelegramBot:
 
     async def register_commands(self) -> None:
         """Publish the command menu (`setMyCommands`)."""
-        await publish_menu(self.bot)
+        await publish_menu(self.bot, payments=self.selling)
+
+    async def catch_up(self) -> None:
+        """Record Stars payments made while the bot was away (see `PaymentHandlers.catch_up`);
+        only when packs are on sale (no payments are expected otherwise)."""
+        if self.selling:
+            await self.payments.catch_up()
 
     async def close(self) -> None:
         await self.media.close()

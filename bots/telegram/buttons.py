@@ -8,14 +8,16 @@ from __future__ import annotations
 
 import dataclasses
 
-from telegram import CallbackQuery, Message, Update
+from telegram import CallbackQuery, Message, Update, User
 from telegram.constants import ChatType
 from telegram.ext import BaseHandler, CallbackQueryHandler, ContextTypes
 
 from bots import messages as m
 from bots.chat_commands import ChatCommands
+from bots.chat_settings import may_use
 from bots.telegram.flood import patiently
 from bots.telegram.keyboards import CANCEL, FORGET, REDO
+from bots.telegram.languages import group_id
 from bots.telegram.parts import BotParts
 from bots.telegram.replies import edit
 from bots.telegram.target import PLATFORM, Target, user_id
@@ -32,6 +34,8 @@ class ButtonHandlers:
         self.commands = commands
         self.service = parts.service
         self.status = parts.status
+        self.languages = parts.languages
+        self.admins = parts.admins
 
     def handlers(self) -> list[BaseHandler[Update, Context, None]]:
         return [CallbackQueryHandler(self.on_button)]
@@ -40,7 +44,8 @@ class ButtonHandlers:
         query = update.callback_query
         if query is None or query.data is None:
             return
-        lang = m.lang_for(query.from_user.language_code)
+        chat = query.message.chat if isinstance(query.message, Message) else None
+        lang = await self.languages.of_user(query.from_user, chat)
         kind, _, rest = query.data.partition(":")
         try:
             popup = await self._press(query, kind, rest, lang)
@@ -70,13 +75,20 @@ class ButtonHandlers:
             pressed = await self.commands.redo(job_id, presser, value, lang)
             if isinstance(pressed, str):
                 return pressed
-            return await self._redo(query.message, *pressed, presser, lang)
+            return await self._redo(query.message, *pressed, query.from_user, lang)
         return m.text("job_gone", lang)
 
     async def _redo(
-        self, result: Message, job: Job, fidelity: float, presser: str, lang: m.Lang
+        self, result: Message, job: Job, fidelity: float, presser: User, lang: m.Lang
     ) -> str:
-        """A redo is a new job on the same input, answering the result message."""
+        """A redo is a new job on the same input, answering the result message; in a group
+        for its admins only, refused (costing nothing) to anyone else."""
+
+        async def is_admin() -> bool:
+            return await self.admins.is_admin(result.chat, presser)
+
+        if not await may_use(PLATFORM, self.service, group_id(result.chat), is_admin):
+            return m.text("admins_only_use", lang)
         status = await self.status.open(result, m.text("received", lang))
         target = dataclasses.replace(
             Target.replying_to(result, lang, status), thread_id=Target.of(job).thread_id
@@ -84,7 +96,7 @@ class ButtonHandlers:
         is_group = result.chat.type != ChatType.PRIVATE
         try:
             await self.service.submit(
-                target.request(presser, job.input_ref, fidelity, is_group=is_group)
+                target.request(str(presser.id), job.input_ref, fidelity, is_group=is_group)
             )
         except RetouchError:
             if status is not None:

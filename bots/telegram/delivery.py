@@ -43,6 +43,7 @@ class Delivery:
         self.status = parts.status
         self.download_limit = parts.download_limit
         self.send_file_too = send_file_too
+        self.compare = parts.compare
         self.actions = ChatActions(parts.bot)
         self.albums = OutgoingAlbums()
         self.trimmer = IdleTrimmer(lambda: bool(service.running_count or service.queue_depth))
@@ -126,7 +127,7 @@ class Delivery:
     async def _send_result(self, job: Job, target: Target, result: bytes) -> None:
         common: dict[str, Any] = {
             "caption": await self._caption(job, target.lang),
-            "reply_markup": redo_keyboard(job.id, target.lang),
+            "reply_markup": redo_keyboard(job.id, target.lang, compare=self.compare),
             **target.where(),
         }
         if not fits_send_photo(result):

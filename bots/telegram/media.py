@@ -1,8 +1,9 @@
 """Photos, image files and albums, and `/retouch` in reply to one: checked, then a job each.
 
-In a private chat every photo is retouched; in a group only those addressed to the bot (or all,
-in the chats `TELEGRAM_ALL_PHOTOS_CHATS` names). Nothing is downloaded here: the service fetches
-each photo by its file id when its job runs.
+In a private chat every photo is retouched; in a group only those addressed to the bot, or all
+of them where the group's admins turned that on (`/settings`; else the chats
+`TELEGRAM_ALL_PHOTOS_CHATS` names). A group whose admins chose "admins only" is served to them
+alone. Nothing is downloaded here: the service fetches each photo by its file id when its job runs.
 """
 
 from __future__ import annotations
@@ -13,13 +14,16 @@ from telegram.ext import BaseHandler, CommandHandler, ContextTypes, MessageHandl
 
 from bots import messages as m
 from bots.chat_commands import read_fidelity
+from bots.chat_settings import may_use
 from bots.telegram.addressing import address
 from bots.telegram.albums import IncomingAlbums
+from bots.telegram.languages import group_id
 from bots.telegram.parts import BotParts
 from bots.telegram.replies import reply
 from bots.telegram.settings import TelegramSettings
-from bots.telegram.target import AlbumSlot, Target, input_ref, lang_of, sender_of
+from bots.telegram.target import PLATFORM, AlbumSlot, Target, input_ref, sender_of
 from core.errors import FidelityError, RetouchError
+from core.preferences import pick_auto_retouch
 
 Context = ContextTypes.DEFAULT_TYPE
 
@@ -45,6 +49,8 @@ class MediaHandlers:
         self.bot = parts.bot
         self.status = parts.status
         self.download_limit = parts.download_limit
+        self.languages = parts.languages
+        self.admins = parts.admins
         self.all_photos_chats = frozenset(telegram.all_photos_chats)
         self.albums = IncomingAlbums(telegram.album_wait_seconds, self.handle)
 
@@ -64,7 +70,7 @@ class MediaHandlers:
         if message is None or message.from_user is None:
             return
         if message.media_group_id:
-            if _private(message) or self._all_photos(message) or message.caption:
+            if _private(message) or message.caption or await self._all_photos(message):
                 self.albums.add(message)
             return
         await self.handle([message])
@@ -72,10 +78,14 @@ class MediaHandlers:
     async def handle(self, messages: list[Message]) -> None:
         """One photo or a whole album: check, then one job per image."""
         first = messages[0]
-        lang = lang_of(first)
         caption = address(next((msg.caption for msg in messages if msg.caption), None), self._me())
-        if not (_private(first) or self._all_photos(first) or caption.addressed):
+        if not (_private(first) or caption.addressed or await self._all_photos(first)):
             return
+        if not await self._may_use(first):
+            if caption.addressed or _private(first):  # photos nobody addressed pass in silence
+                await reply(first, m.text("admins_only_use", await self.languages.of(first)))
+            return
+        lang = await self.languages.of(first)
         if sender_of(first) is None:
             await reply(first, m.text("anonymous_sender", lang))
             return
@@ -96,14 +106,14 @@ class MediaHandlers:
         status = await self.status.open(first, m.text("received", lang))
         for index, msg in enumerate(usable):
             album = AlbumSlot(str(first.media_group_id), len(usable), index)
-            await self._submit(msg, msg, fidelity, status, album if len(usable) > 1 else None)
+            await self._submit(msg, msg, fidelity, status, lang, album if len(usable) > 1 else None)
 
     async def on_retouch(self, update: Update, context: Context) -> None:
         """`/retouch [fidelity]`, as a reply to a photo (or alone: how to use it)."""
         message = update.effective_message
         if message is None or message.from_user is None:
             return
-        lang = lang_of(message)
+        lang = await self.languages.of(message)
         if sender_of(message) is None:
             await reply(message, m.text("anonymous_sender", lang))
             return
@@ -118,17 +128,19 @@ class MediaHandlers:
             await reply(message, m.text(key, lang))
             return
         problem = self._media_problem(photo, lang)
+        if problem is None and not await self._may_use(message):
+            problem = m.text("admins_only_use", lang)
         if problem:
             await reply(message, problem)
             return
         status = await self.status.open(message, m.text("received", lang))
-        await self._submit(photo, message, fidelity, status)
+        await self._submit(photo, message, fidelity, status, lang)
 
     async def on_other(self, update: Update, context: Context) -> None:
         """Stickers, videos, voice and plain text in a private chat: say what to send."""
         message = update.effective_message
         if message is not None:
-            await reply(message, m.text("send_a_photo", lang_of(message)))
+            await reply(message, m.text("send_a_photo", await self.languages.of(message)))
 
     def _media_problem(self, message: Message, lang: m.Lang) -> str | None:
         """Why this message's file can't be retouched, before anything is downloaded."""
@@ -153,10 +165,10 @@ class MediaHandlers:
         answer_to: Message,
         fidelity: float | None,
         status: Message | None,
+        lang: m.Lang,
         album: AlbumSlot | None = None,
     ) -> None:
         """Queue a job for the image in `source`, answering `answer_to`; refusals are said there."""
-        lang = lang_of(answer_to)
         target = Target.replying_to(answer_to, lang, status, album)
         user = sender_of(answer_to)
         if user is None:  # refused before: see `handle` and `on_retouch`
@@ -173,8 +185,18 @@ class MediaHandlers:
             else:
                 await reply(answer_to, refusal)
 
-    def _all_photos(self, message: Message) -> bool:
-        return message.chat.id in self.all_photos_chats
+    async def _all_photos(self, message: Message) -> bool:
+        """Whether every photo of this group is retouched, addressed or not."""
+        chat = await self.service.preferences.chat(PLATFORM, group_id(message.chat))
+        return pick_auto_retouch(chat, message.chat.id in self.all_photos_chats)
+
+    async def _may_use(self, message: Message) -> bool:
+        """Anyone may, unless the group's admins chose "admins only" (then: an admin?)."""
+
+        async def is_admin() -> bool:
+            return await self.admins.is_admin(message.chat, message.from_user, message.sender_chat)
+
+        return await may_use(PLATFORM, self.service, group_id(message.chat), is_admin)
 
     def _me(self) -> str:
         return str(self.bot.username)

@@ -6,15 +6,21 @@ from dataclasses import dataclass
 
 from telegram import Bot
 
+from bots.telegram.chat_admins import ChatAdmins
+from bots.telegram.languages import Languages
 from bots.telegram.status import StatusBoard
 from core.service import RetouchService
 
 
 @dataclass(frozen=True, slots=True)
 class BotParts:
-    """The service, the Bot API, the status board, and the largest file the bot will fetch."""
+    """The service, the Bot API, the status board, the largest file the bot will fetch, who
+    speaks which language, who administers which group, and whether results get Compare."""
 
     service: RetouchService
     bot: Bot
     status: StatusBoard
     download_limit: int
+    languages: Languages
+    admins: ChatAdmins
+    compare: bool = False

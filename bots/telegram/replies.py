@@ -1,6 +1,8 @@
 """Sending a line of text in reply and editing a button's message, flood control waited out.
 
-A line that cannot be sent is logged, never raised: the user's next message will try again.
+Lines come from the catalog (`bots.messages`) and go out as HTML (`to_html`): what the catalog
+marks as code or bold shows so, and everything else, user text included, is escaped. A line that
+cannot be sent is logged, never raised: the user's next message will try again.
 """
 
 from __future__ import annotations
@@ -8,8 +10,10 @@ from __future__ import annotations
 import logging
 
 from telegram import CallbackQuery, InlineKeyboardMarkup, Message
+from telegram.constants import ParseMode
 from telegram.error import TelegramError
 
+from bots.messages import to_html
 from bots.telegram.flood import patiently
 
 log = logging.getLogger("retouch.telegram")
@@ -22,7 +26,11 @@ async def reply(
     try:
         return await patiently(
             lambda: message.reply_text(
-                line, reply_markup=keyboard, do_quote=True, disable_web_page_preview=True
+                to_html(line),
+                parse_mode=ParseMode.HTML,
+                reply_markup=keyboard,
+                do_quote=True,
+                disable_web_page_preview=True,
             )
         )
     except TelegramError as exc:
@@ -30,9 +38,18 @@ async def reply(
         return None
 
 
-async def edit(query: CallbackQuery, line: str) -> None:
+async def edit(
+    query: CallbackQuery, line: str, keyboard: InlineKeyboardMarkup | None = None
+) -> None:
     """Replace the text of the message whose button was pressed (and its buttons)."""
     try:
-        await patiently(lambda: query.edit_message_text(line))
+        await patiently(
+            lambda: query.edit_message_text(
+                to_html(line),
+                parse_mode=ParseMode.HTML,
+                reply_markup=keyboard,
+                disable_web_page_preview=True,
+            )
+        )
     except TelegramError as exc:
         log.debug("could not edit the button message: %s", exc)

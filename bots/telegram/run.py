@@ -97,6 +97,7 @@ class TelegramRunner:
             raise _start_up_error(exc, self.telegram) from None
         self._initialized = True
         await self.bot.register_commands()
+        await self.bot.catch_up()
 
     async def start(self) -> None:
         await self.app.start()

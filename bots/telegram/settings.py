@@ -28,6 +28,7 @@ class TelegramSettings(EnvSettings):
     all_photos_chats: IntList = Field(default_factory=list)
     album_wait_seconds: float = Field(1.0, ge=0, le=30)
     status_edit_interval_seconds: float = Field(3.0, ge=0, le=60)
+    admin_cache_seconds: float = Field(5.0, ge=0, le=300)
 
     @field_validator("webhook_url")
     @classmethod

@@ -8,15 +8,22 @@ The stores themselves are `core.store.sqlite.SqliteStore` and `core.store.postgr
 
 from core.errors import (
     AlreadyImportedError,
+    AlreadyRefundedError,
     ChatQuotaExceededError,
+    CreditsSpentError,
+    PurchaseNotFoundError,
     QuotaExceededError,
     StoreError,
 )
 from core.store.dump import DUMP_TABLES
 from core.store.factory import describe_store, open_store
 from core.store.protocol import (
+    CHAT_SETTING_TYPES,
     TRANSITION_FIELDS,
+    ChatSettings,
     JobStore,
+    Purchase,
+    PurchaseTotals,
     Stats,
     StoreDump,
     Usage,
@@ -24,11 +31,18 @@ from core.store.protocol import (
 )
 
 __all__ = [
+    "CHAT_SETTING_TYPES",
     "DUMP_TABLES",
     "TRANSITION_FIELDS",
     "AlreadyImportedError",
+    "AlreadyRefundedError",
     "ChatQuotaExceededError",
+    "ChatSettings",
+    "CreditsSpentError",
     "JobStore",
+    "Purchase",
+    "PurchaseNotFoundError",
+    "PurchaseTotals",
     "QuotaExceededError",
     "Stats",
     "StoreDump",

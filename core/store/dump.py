@@ -14,8 +14,10 @@ from typing import Final
 
 from core.errors import AlreadyImportedError
 from core.jobs import Job
+from core.store.chats import CHAT_COLUMNS
 from core.store.dialect import Tx, placeholders
 from core.store.protocol import StoreDump
+from core.store.purchases import PURCHASE_COLUMNS
 from core.store.schema import (
     INSERT_JOB,
     UNFINISHED_JOBS,
@@ -68,6 +70,11 @@ DUMP_TABLES: Final = (
         key=2,
         additive=False,
     ),
+    DumpTable(
+        "chat_settings", ("platform", "chat_id", *CHAT_COLUMNS, "updated_at"), key=2, additive=False
+    ),
+    # Purchases move with the credits they bought: a payment reported again counts once.
+    DumpTable("purchases", PURCHASE_COLUMNS, key=2, additive=False),
 )
 
 

@@ -8,9 +8,10 @@ run by one replica at a time because a replica must hold its claim (`owner`, kep
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Final, Protocol
+from typing import Any, Final, Literal, Protocol
 
 from core.jobs import JOB_STATES, Job, JobState, NewJob
 
@@ -48,6 +49,79 @@ class UserSettings:
 
 
 @dataclass(frozen=True, slots=True)
+class ChatSettings:
+    """A group chat's own settings, changed by its admins; None means "the bot's default".
+
+    On Discord the chat is the server.
+    """
+
+    default_fidelity: float | None = None
+    auto_retouch: bool | None = None
+    """Retouch every photo of the chat, addressed to the bot or not."""
+    daily_limit: int | None = None
+    """Jobs per day for the whole chat, on top of `QUOTA_PER_CHAT_PER_DAY`."""
+    admins_only: bool = False
+    locale: str | None = None
+
+
+CHAT_SETTING_TYPES: Final[dict[str, tuple[type, ...]]] = {
+    "default_fidelity": (float, type(None)),
+    "auto_retouch": (bool, type(None)),
+    "daily_limit": (int, type(None)),
+    "admins_only": (bool,),
+    "locale": (str, type(None)),
+}
+"""The fields of `ChatSettings` `JobStore.set_chat_setting` may set, and the values each takes."""
+
+
+def check_chat_setting(field: str, value: object) -> None:
+    """Refuse a `set_chat_setting` call no store can carry out (a programming error)."""
+    types = CHAT_SETTING_TYPES.get(field)
+    if types is None:
+        raise TypeError(f"set_chat_setting() cannot set {field}")
+    wrong_bool = isinstance(value, bool) and bool not in types
+    if wrong_bool or not isinstance(value, types):
+        raise TypeError(f"{field} cannot be {value!r}")
+
+
+PurchaseState = Literal["paid", "refunding", "refunded"]
+
+
+@dataclass(frozen=True, slots=True)
+class Purchase:
+    """Credits a user paid for, keyed by the platform's charge id (Telegram's
+    `telegram_payment_charge_id`), so a payment reported twice is recorded once."""
+
+    platform: str
+    charge_id: str
+    user_id: str
+    credits: int
+    amount: int
+    """What was paid, in `currency` units (Telegram Stars for `XTR`)."""
+    currency: str
+    payload: str
+    """The invoice payload the payment came back with."""
+    day: str
+    """The quota day of the payment."""
+    created_at: float
+    state: PurchaseState = "paid"
+    """`refunding` while the platform is asked to pay it back (its credits already taken)."""
+    provider_charge_id: str | None = None
+    refunded_at: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class PurchaseTotals:
+    """Purchases summed: how many, the credits they bought and what was paid; refunds apart."""
+
+    count: int = 0
+    credits: int = 0
+    amount: int = 0
+    refunded: int = 0
+    """How many of them were refunded (not in the other sums)."""
+
+
+@dataclass(frozen=True, slots=True)
 class Stats:
     """The jobs of one quota day, by state and by platform, and how many users sent them."""
 
@@ -79,16 +153,16 @@ class StoreDump:
     """(platform, user_id, balance)"""
     user_settings: list[tuple[str, str, float | None, str | None]] = field(default_factory=list)
     """(platform, user_id, default_fidelity, locale)"""
+    chat_settings: list[tuple[Any, ...]] = field(default_factory=list)
+    """Rows of `chat_settings` (see `core.store.dump.DUMP_TABLES` for the columns)."""
+    purchases: list[tuple[Any, ...]] = field(default_factory=list)
+    """Rows of `purchases`: kept, so a payment reported again after the move counts once."""
     jobs: list[Job] = field(default_factory=list)
 
     def counts(self) -> dict[str, int]:
-        return {
-            "daily_usage": len(self.daily_usage),
-            "chat_usage": len(self.chat_usage),
-            "credits": len(self.credits),
-            "user_settings": len(self.user_settings),
-            "jobs": len(self.jobs),
-        }
+        """Rows per kind, in the order of the fields."""
+        rows = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+        return {name: len(value) for name, value in rows.items() if isinstance(value, list)}
 
 
 class JobStore(Protocol):
@@ -189,6 +263,65 @@ class JobStore(Protocol):
         self, platform: str, user_id: str, fidelity: float | None
     ) -> None:
         """Save the user's default fidelity; None clears it."""
+        ...
+
+    async def set_locale(self, platform: str, user_id: str, locale: str | None) -> None:
+        """Save the user's chosen language (`en`, `zh`); None goes back to the client's."""
+        ...
+
+    async def get_chat_settings(self, platform: str, chat_id: str) -> ChatSettings:
+        """The chat's settings; the defaults when nothing is saved."""
+        ...
+
+    async def set_chat_setting(
+        self, platform: str, chat_id: str, field: str, value: object
+    ) -> ChatSettings:
+        """Save one field of the chat's settings (see `CHAT_SETTING_TYPES`); all of them after."""
+        ...
+
+    async def record_purchase(self, purchase: Purchase) -> bool:
+        """Record a payment and add its credits, in one transaction; False (and nothing
+        changed) when its charge id was recorded before."""
+        ...
+
+    async def get_purchase(self, platform: str, charge_id: str) -> Purchase | None:
+        """The purchase with this charge id, or None."""
+        ...
+
+    async def purchases(self, platform: str, user_id: str) -> list[Purchase]:
+        """The user's purchases, newest first."""
+        ...
+
+    async def purchase_totals(
+        self, *, day: str | None = None, user: tuple[str, str] | None = None
+    ) -> PurchaseTotals:
+        """Purchases summed: all, those of quota day `day`, or those of one user."""
+        ...
+
+    async def begin_refund(self, platform: str, charge_id: str) -> Purchase:
+        """Take a purchase's credits back and mark it `refunding`, in one transaction.
+
+        `CreditsSpentError` when the balance is below them, `AlreadyRefundedError`,
+        `PurchaseNotFoundError`; nothing changes then. A purchase already `refunding` (a refund
+        cut off midway) is returned as it is, to be finished.
+        """
+        ...
+
+    async def finish_refund(self, platform: str, charge_id: str, *, refunded: bool) -> Purchase:
+        """End a refund: `refunded`, or (the platform refused it) `paid` with its credits back."""
+        ...
+
+    async def payments_cursor(self, platform: str) -> int:
+        """How many of the platform's payment transactions were checked against the purchases."""
+        ...
+
+    async def set_payments_cursor(self, platform: str, scanned: int) -> None:
+        """Move the cursor forward to `scanned` (never back)."""
+        ...
+
+    async def erase_platform_refs(self, before: float, limit: int = 1000) -> int:
+        """Blank the reply targets and input refs of up to `limit` finished jobs created before
+        `before` (file ids, CDN URLs, interaction tokens); how many were blanked."""
         ...
 
     async def forget(self, platform: str, user_id: str, *, today: str) -> list[str]:

@@ -80,6 +80,45 @@ MIGRATIONS: Final[list[tuple[str, ...]]] = [
             counts {json} NOT NULL
         )""",
     ),
+    # 3: group chats' own settings, Telegram Stars purchases (one row per charge id, so a
+    # payment reported twice counts once), how far the platform's payment history was checked,
+    # and when a job's platform references were erased (`JOBS_RETENTION_DAYS`).
+    (
+        # Flags are integers 0/1 here, so an export moves between the two databases unchanged.
+        """CREATE TABLE chat_settings (
+            platform {text} NOT NULL,
+            chat_id {text} NOT NULL,
+            default_fidelity {real},
+            auto_retouch {integer} CHECK (auto_retouch IN (0, 1)),
+            daily_limit {integer} CHECK (daily_limit > 0),
+            admins_only {integer} NOT NULL DEFAULT 0 CHECK (admins_only IN (0, 1)),
+            locale {text},
+            updated_at {real} NOT NULL,
+            PRIMARY KEY (platform, chat_id)
+        )""",
+        """CREATE TABLE purchases (
+            platform {text} NOT NULL,
+            charge_id {text} NOT NULL,
+            user_id {text} NOT NULL,
+            credits {integer} NOT NULL CHECK (credits > 0),
+            amount {integer} NOT NULL CHECK (amount >= 0),
+            currency {text} NOT NULL,
+            payload {text} NOT NULL,
+            day {text} NOT NULL,
+            created_at {real} NOT NULL,
+            state {text} NOT NULL CHECK (state IN ('paid', 'refunding', 'refunded')),
+            provider_charge_id {text},
+            refunded_at {real},
+            PRIMARY KEY (platform, charge_id)
+        )""",
+        "CREATE INDEX purchases_by_user ON purchases (platform, user_id, created_at)",
+        "CREATE INDEX purchases_by_day ON purchases (day)",
+        """CREATE TABLE payment_cursors (
+            platform {text} PRIMARY KEY,
+            scanned {integer} NOT NULL CHECK (scanned >= 0)
+        )""",
+        "ALTER TABLE jobs ADD COLUMN refs_erased_at {real}",
+    ),
 ]
 """Schema changes in order, as templates; the schema version is the number applied."""
 
@@ -88,7 +127,8 @@ JOB_COLUMNS: Final = (
     "updated_at, day, paid, chat_counted, attempts, error_code, result_path, owner, heartbeat_at"
 )
 """The columns of a `Job`, in the order of `job_params` and `job_from_row`. (The schema's
-`input_path` column is left unused: inputs are never written to disk.)"""
+`input_path` column is left unused: inputs are never written to disk. `refs_erased_at` is the
+retention sweep's own: a `Job` shows it as an empty `reply_target` and `input_ref`.)"""
 JOB_COLUMN_COUNT: Final = JOB_COLUMNS.count(",") + 1
 # Only constants are formatted into SQL here and in the other store modules; every value is a
 # bound parameter.

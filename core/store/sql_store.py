@@ -10,10 +10,12 @@ from __future__ import annotations
 
 import time
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Collection, Coroutine, Sequence
+from collections.abc import Collection, Sequence
 from typing import Any, ClassVar, Self, TypeVar
 
 from core.jobs import Job, JobState, NewJob
+from core.store.access import Clock, Work
+from core.store.chats import ChatRows
 from core.store.dialect import UNFINISHED_SQL, Dialect, Row, Tx
 from core.store.dump import export_rows, import_rows
 from core.store.ledger import (
@@ -26,15 +28,15 @@ from core.store.ledger import (
     usage_from,
 )
 from core.store.protocol import Stats, StoreDump, Usage, UserSettings, check_transition
+from core.store.purchases import PurchaseRows
 from core.store.schema import JOB_COLUMNS, SELECT_JOBS, UNFINISHED_JOBS, job_from_row, migrate
 
+__all__ = ["Clock", "SqlStore", "Work"]
+
 T = TypeVar("T")
-Clock = Callable[[], float]
-Work = Callable[[Tx], Coroutine[Any, Any, T]]
-"""What runs in a transaction: an async function of the transaction."""
 
 
-class SqlStore(ABC):
+class SqlStore(ChatRows, PurchaseRows, ABC):
     """`JobStore` on a SQL database; see the subclasses for how each one is opened."""
 
     dialect: ClassVar[Dialect]
@@ -257,14 +259,40 @@ class SqlStore(ABC):
         self, platform: str, user_id: str, fidelity: float | None
     ) -> None:
         """Save (or with None clear) the user's default fidelity."""
+        await self._set_user_setting("default_fidelity", platform, user_id, fidelity)
+
+    async def set_locale(self, platform: str, user_id: str, locale: str | None) -> None:
+        """Save (or with None clear) the user's chosen language."""
+        await self._set_user_setting("locale", platform, user_id, locale)
+
+    async def _set_user_setting(
+        self, column: str, platform: str, user_id: str, value: object
+    ) -> None:
+        assert column in ("default_fidelity", "locale")
         await self._write(
-            "INSERT INTO user_settings (platform, user_id, default_fidelity) "
+            f"INSERT INTO user_settings (platform, user_id, {column}) "  # noqa: S608
             "VALUES ($1, $2, $3) ON CONFLICT (platform, user_id) "
-            "DO UPDATE SET default_fidelity = excluded.default_fidelity",
+            f"DO UPDATE SET {column} = excluded.{column}",
             platform,
             user_id,
-            fidelity,
+            value,
         )
+
+    # --- retention --------------------------------------------------------------------------
+
+    async def erase_platform_refs(self, before: float, limit: int = 1000) -> int:
+        """Blank the reply targets and input refs of finished jobs created before `before`."""
+        rows = await self._write(
+            "UPDATE jobs SET reply_target = $1, input_ref = $1, refs_erased_at = $2 "  # noqa: S608
+            "WHERE id IN (SELECT id FROM jobs WHERE refs_erased_at IS NULL "
+            f"AND state NOT IN ({UNFINISHED_SQL}) AND created_at < $3 "
+            "ORDER BY created_at LIMIT $4) RETURNING id",
+            self.dialect.json_param({}),
+            self._clock(),
+            before,
+            limit,
+        )
+        return len(rows)
 
     async def forget(self, platform: str, user_id: str, *, today: str) -> list[str]:
         """Delete the user's jobs, settings and past counters; returns their results' paths."""
