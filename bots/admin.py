@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import sys
 import time
-from datetime import UTC, datetime
+from datetime import datetime
 
+from bots import messages as m
 from bots.store_access import with_store
 from core.platform_ids import parse_platform_id
-from core.quota import QuotaPolicy
+from core.quota import QuotaPolicy, zone
 from core.settings import Settings
 from core.store import JobStore
 
@@ -36,8 +37,9 @@ def _user_or_exit(text: str) -> tuple[str, str] | None:
         return None
 
 
-def _when(ts: float) -> str:
-    return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%d %H:%M UTC")
+def _when(ts: float, tz: str = "UTC") -> str:
+    """A moment for the operator: date and time in `tz` (the quota's zone for resets)."""
+    return datetime.fromtimestamp(ts, zone(tz)).strftime(f"%Y-%m-%d %H:%M {tz}")
 
 
 def _policy(settings: Settings) -> QuotaPolicy:
@@ -64,11 +66,12 @@ async def quota_show(settings: Settings, user: str) -> int:
         status = policy.status(usage, now, platform=platform, user_id=user_id)
         limit = "unlimited" if status.limit is None else str(status.limit)
         left = "unlimited" if status.left is None else str(status.left)
+        left_in = m.time_left(status.resets_at - now, "en")
         print(f"user:     {platform}:{user_id}")
         print(f"used:     {status.used} of {limit} today")
         print(f"left:     {left}")
         print(f"credits:  {status.credits} (granted, spent after the daily allowance)")
-        print(f"resets:   {_when(status.resets_at)}")
+        print(f"resets:   {_when(status.resets_at, settings.quota_timezone)} ({left_in})")
         print(f"bought:   {len(purchases)} purchases" + (":" if purchases else ""))
         for purchase in purchases:
             refunded = f", {purchase.state}" if purchase.state != "paid" else ""

@@ -255,3 +255,14 @@ def test_a_bot_whose_store_fails_says_so_in_one_line(tmp_path: Path, command: st
     assert lines == [lines[0]] and "Traceback" not in done.stderr
     assert "not a SQLite database" in lines[0] and "DATABASE_PATH" in lines[0]
     assert "token" not in done.stderr.lower()
+
+
+def test_quota_show_tells_the_reset_in_the_quota_zone(tmp_path: Path) -> None:
+    done = run_cli(
+        "quota", "show", "telegram:42", cwd=tmp_path, extra_env={"QUOTA_TIMEZONE": "Asia/Shanghai"}
+    )
+    assert done.returncode == 0, done.stderr
+    [line] = [line for line in done.stdout.splitlines() if line.startswith("resets:")]
+    assert re.fullmatch(
+        r"resets:   \d{4}-\d\d-\d\d 00:00 Asia/Shanghai \(in \d+ h \d+ min\)", line
+    ) or (re.fullmatch(r"resets:   \d{4}-\d\d-\d\d 00:00 Asia/Shanghai \(in \d+ min\)", line))
