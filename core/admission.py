@@ -75,6 +75,7 @@ class Admission:
             reply_target=request.reply_target,
             input_ref=request.input_ref,
             fidelity=fidelity,
+            source_update=request.source_update,
         )
         load.in_flight += 1  # before the await, so concurrent requests see it
         try:

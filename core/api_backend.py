@@ -46,6 +46,7 @@ from core.errors import (
     UpstreamUnavailableError,
     UserInputError,
 )
+from core.crash import crash_point
 from core.fetch import download_image, read_capped
 from core.fidelity import check_fidelity
 from core.formats import PreparedImage
@@ -195,11 +196,13 @@ class ApiBackend:
         async for attempt in self._retrying(self._max_retries + 1):
             with attempt:
                 result_url = await self._complete(body, attempt.retry_state.attempt_number)
+        crash_point("upstream_answered")
         started = time.monotonic()
         data = b""
         async for attempt in self._retrying(DOWNLOAD_ATTEMPTS):
             with attempt:
                 data = await self._download(result_url)
+        crash_point("result_downloaded")
         logger.info(
             "downloaded result from %s: %d bytes in %.2fs",
             url_origin(result_url),

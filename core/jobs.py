@@ -26,6 +26,8 @@ JOB_STATES: Final[tuple[JobState, ...]] = (
 )
 UNFINISHED_STATES: Final[frozenset[JobState]] = frozenset({"queued", "running", "delivering"})
 FINAL_STATES: Final[frozenset[JobState]] = frozenset({"done", "failed", "cancelled"})
+REFUNDED_STATES: Final[frozenset[JobState]] = frozenset({"failed", "cancelled"})
+"""End states whose payment goes back, in the transaction that enters them."""
 
 
 def new_job_id() -> str:
@@ -44,6 +46,8 @@ class NewJob:
     input_ref: dict[str, Any]
     fidelity: float
     id: str = field(default_factory=new_job_id)
+    source_update: int | None = None
+    """The stored platform update that asked (`core.inbox`): the reservation marks it done."""
 
     def reserved(
         self, *, now: float, day: str, paid: Paid, chat_counted: bool, owner: str | None
@@ -91,6 +95,8 @@ class Job:
     result_path: str | None = None
     owner: str | None = None
     heartbeat_at: float | None = None
+    sent_ref: str | None = None
+    """The platform's id of the message that carried the result, once it was accepted."""
 
     @property
     def finished(self) -> bool:

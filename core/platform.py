@@ -29,6 +29,8 @@ class RetouchRequest:
     image: bytes | None = None
     """The input when the adapter already has it; otherwise fetched through the hooks."""
     is_group: bool = False
+    source_update: int | None = None
+    """The stored platform update that asked (`core.inbox`); the service fills it in."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -15,6 +15,7 @@ exactly as a restart resumes its own. With one replica every claim succeeds.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import socket
 import time
@@ -26,9 +27,11 @@ from core.accounts import UserAccounts
 from core.admission import Admission, User
 from core.backend import RetouchBackend
 from core.claims import ClaimKeeper
+from core.crash import arm, crash_point
 from core.delivery import deliver_with_retries
 from core.errors import CancelledJobError, InputGoneError, RetouchError, ShuttingDownError
 from core.imaging import ImageLimits
+from core.inbox import Inbox, take_current_update
 from core.jobs import UNFINISHED_STATES, Job, JobState, Platform
 from core.logs import current_job
 from core.pipeline import retouch_photo
@@ -138,6 +141,7 @@ class RetouchService(UserAccounts):
             store, self.sweep_results, retention_days=settings.jobs_retention_days, clock=clock
         )
         self._sleep = sleep
+        arm(settings.jobs_crash_at)
         self._hooks: dict[str, PlatformHooks] = {}
         self._queue = RunQueue()
         self._local: dict[str, _Local] = {}
@@ -198,6 +202,9 @@ class RetouchService(UserAccounts):
                 raise ShuttingDownError(
                     "The bot is restarting; please send the photo again shortly."
                 )
+            if request.source_update is None:
+                update = take_current_update(request.platform)
+                request = dataclasses.replace(request, source_update=update)
             job = await self.admission.admit(request, owner=self.replica_id)
         except RetouchError as exc:
             if self.on_rejected is not None:
@@ -221,7 +228,8 @@ class RetouchService(UserAccounts):
         return sum(1 for local in self._local.values() if local.task is not None)
 
     async def cancel(self, job_id: str, platform: str, user_id: str) -> bool:
-        """Cancel a queued or running job of this user: refunded, and its result never delivered."""
+        """Cancel a queued or running job of this user: refunded (by the same transaction), and
+        its result never delivered."""
         job = await self.store.get_job(job_id)
         if job is None or (job.platform, job.user_id) != (platform, user_id):
             return False
@@ -236,7 +244,6 @@ class RetouchService(UserAccounts):
             local.cancelled = True
             if local.task is not None:
                 local.task.cancel()
-        await self.store.refund(job_id)
         self._drop(job_id)
         self._log_finished(cancelled)
         await self._emit(JobEvent("cancelled", cancelled))
@@ -324,6 +331,7 @@ class RetouchService(UserAccounts):
         await self._emit(JobEvent("running", job))
         try:
             image = local.image or await self._hooks_for(job).fetch_input(job)
+            crash_point("input_fetched")
             local.image = None  # the input is not kept once the backend has it
             result = await retouch_photo(self.backend, image, job.fidelity, self.limits)
         except RetouchError as exc:
@@ -350,7 +358,8 @@ class RetouchService(UserAccounts):
     async def _deliver(self, job: Job, result: bytes | None = None) -> None:
         """Hand the result to the adapter (from memory, or from disk when resuming), then settle."""
         assert job.result_path is not None
-        if result is None:
+        sent = job.sent_ref is not None  # it went out before a restart: only `done` is left
+        if result is None and not sent:
             result = await self.results.load(job.result_path)
             if result is None:
                 await self._fail(job, RetouchError("the stored result was lost"))
@@ -359,16 +368,17 @@ class RetouchService(UserAccounts):
         local = self._local.get(job.id)
         if local is not None:
             local.uploading = True
-        error = await deliver_with_retries(
-            self._hooks_for(job),
-            job,
-            result,
-            attempts=self.settings.jobs_delivery_attempts,
-            sleep=self._sleep,
-        )
-        if error is not None:
-            await self._fail(job, error)
-            return
+        if result is not None and not sent:
+            error = await deliver_with_retries(
+                self._hooks_for(job),
+                job,
+                result,
+                attempts=self.settings.jobs_delivery_attempts,
+                sleep=self._sleep,
+            )
+            if error is not None:
+                await self._fail(job, error)
+                return
         done = await self.store.transition(
             job.id, "done", expect=_DELIVERING, expect_owner=self.replica_id
         )
@@ -380,7 +390,8 @@ class RetouchService(UserAccounts):
             await self._emit(JobEvent("done", done))
 
     async def _fail(self, job: Job, error: RetouchError) -> None:
-        """Every failure is refunded: a photo that could not be retouched costs nothing."""
+        """Every failure is refunded (by the transition itself): a photo that could not be
+        retouched costs nothing."""
         failed = await self.store.transition(
             job.id,
             "failed",
@@ -391,12 +402,23 @@ class RetouchService(UserAccounts):
         if failed is None:
             self._drop(job.id)
             return
-        await self.store.refund(job.id)
         if failed.result_path:
             await self.results.discard([failed.result_path])
         self._drop(failed.id)
         self._log_finished(failed, f": {error.code} ({error})")
         await self._emit(JobEvent("failed", failed, error=error))
+
+    async def record_sent(self, job: Job, sent_ref: str) -> None:
+        """The adapter's upload of the job's result was accepted as `sent_ref`: record it at
+        once, so a restart before `done` does not send it again (the window left is between
+        the platform's answer and this write)."""
+        crash_point("upload_sent")
+        await self.store.record_sent(job.id, sent_ref)
+        crash_point("sent_recorded")
+
+    def inbox(self, platform: Platform) -> Inbox:
+        """The durable inbox the adapter stores `platform`'s updates in (`core.inbox`)."""
+        return Inbox(self.store, platform)
 
     def _log_finished(self, job: Job, detail: str = "") -> None:
         """The one INFO line a finished job leaves: id, outcome, platform, seconds since it was
@@ -460,7 +482,9 @@ class RetouchService(UserAccounts):
             return
         # A job cut off while running, or whose stored result is gone, is run again.
         rerun = job.state == "running" or (
-            job.state == "delivering" and not await self.results.exists(job.result_path)
+            job.state == "delivering"
+            and job.sent_ref is None
+            and not await self.results.exists(job.result_path)
         )
         if rerun:
             requeued = await self.store.transition(

@@ -23,6 +23,7 @@ from pydantic import (
 )
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from core.crash import parse_crash_at
 from core.errors import ConfigError
 from core.packs import Pack, parse_packs
 from core.platform_ids import Kind, parse_platform_id
@@ -144,6 +145,8 @@ class Settings(EnvSettings):
     jobs_heartbeat_seconds: float = Field(10.0, gt=0, le=3600)
     jobs_stale_after_seconds: float = Field(60.0, gt=0)
     jobs_retention_days: float = Field(30.0, ge=0)
+    jobs_crash_at: str = ""
+    """Test-only: SIGKILL the process at this `core.crash` point (`point[#n]`)."""
 
     # --- features -------------------------------------------------------------------------
     compare_enabled: bool = True
@@ -186,6 +189,12 @@ class Settings(EnvSettings):
         if url and not url.startswith(("postgresql://", "postgres://", "postgresql+asyncpg://")):
             raise ValueError("must be empty or a postgresql:// URL")
         return SecretStr(url)
+
+    @field_validator("jobs_crash_at")
+    @classmethod
+    def _crash_point(cls, value: str) -> str:
+        parse_crash_at(value)  # a ValueError names the points
+        return value.strip()
 
     @field_validator("replica_id")
     @classmethod

@@ -15,6 +15,7 @@ from typing import Final
 from core.errors import ChatQuotaExceededError, QuotaExceededError
 from core.jobs import Job, NewJob, Paid
 from core.store.dialect import Row, Tx
+from core.store.inbox import TAKE_UPDATE
 from core.store.protocol import Usage
 from core.store.schema import INSERT_JOB, job_params
 
@@ -119,6 +120,8 @@ async def reserve_job(tx: Tx, r: Reservation) -> Job:
         )
     job = r.row(paid)
     await tx.execute(INSERT_JOB, *job_params(job, tx.dialect))
+    if r.job.source_update is not None:  # the update that asked is handled with it, at once
+        await tx.execute(TAKE_UPDATE, r.job.platform, r.job.source_update)
     return job
 
 

@@ -213,7 +213,7 @@ class PostgresStore(SqlStore):
     async def _reserve_at_once(self, reservation: Reservation) -> Job | None:
         """The daily allowance (or no limit) pays and no chat limit applies: one statement."""
         r = reservation
-        if r.chat_limit is not None or r.user_limit == 0:
+        if r.chat_limit is not None or r.user_limit == 0 or r.job.source_update is not None:
             return None
         job = r.row("free" if r.user_limit is None else "daily")
         counted = await self._fetch(

@@ -202,7 +202,8 @@ class JobStore(Protocol):
         """Move a job to `to_state` only if its state is in `expect`; None if it was not.
 
         With `expect_owner`, only while that replica holds the job. `fields` may set the columns
-        in `TRANSITION_FIELDS`; `updated_at` is always set.
+        in `TRANSITION_FIELDS`; `updated_at` is always set. Entering `failed` or `cancelled`
+        refunds the job in the same transaction (`refund` is then a no-op).
         """
         ...
 
@@ -233,6 +234,31 @@ class JobStore(Protocol):
 
     async def get_job(self, job_id: str) -> Job | None:
         """The job, or None if unknown (or forgotten)."""
+        ...
+
+    async def record_sent(self, job_id: str, sent_ref: str) -> bool:
+        """Note the platform's id of the delivering job's sent result (`Job.sent_ref`), so a
+        restart does not send it again; False when the job is not delivering."""
+        ...
+
+    async def store_update(self, platform: str, update_id: int, payload: dict[str, Any]) -> bool:
+        """Keep an incoming update as pending (`core.inbox`); False when it was stored before."""
+        ...
+
+    async def pending_updates(
+        self, platform: str, limit: int = 1000
+    ) -> list[tuple[int, dict[str, Any]]]:
+        """Stored updates not yet handled, oldest first, as (update id, payload)."""
+        ...
+
+    async def finish_update(self, platform: str, update_id: int) -> None:
+        """Mark a stored update handled (a reservation with `source_update` does it itself)."""
+        ...
+
+    async def prune_updates(
+        self, platform: str, *, below: int | None = None, before: float | None = None
+    ) -> int:
+        """Delete handled updates with an id below `below` or received before `before`."""
         ...
 
     async def recent_jobs(self, limit: int = 20, user: tuple[str, str] | None = None) -> list[Job]:

@@ -119,12 +119,28 @@ MIGRATIONS: Final[list[tuple[str, ...]]] = [
         )""",
         "ALTER TABLE jobs ADD COLUMN refs_erased_at {real}",
     ),
+    # 4: the inbox (each platform update stored before it is confirmed, so none is lost and
+    # none handled twice), and the platform's id of a job's sent result (recorded before `done`,
+    # so a restart does not send it again).
+    (
+        """CREATE TABLE inbox (
+            platform {text} NOT NULL,
+            update_id {bigint} NOT NULL,
+            payload {json} NOT NULL,
+            state {text} NOT NULL CHECK (state IN ('pending', 'done')),
+            received_at {real} NOT NULL,
+            PRIMARY KEY (platform, update_id)
+        )""",
+        "CREATE INDEX inbox_by_state ON inbox (platform, state, update_id)",
+        "ALTER TABLE jobs ADD COLUMN sent_ref {text}",
+    ),
 ]
 """Schema changes in order, as templates; the schema version is the number applied."""
 
 JOB_COLUMNS: Final = (
     "id, platform, user_id, chat_id, reply_target, input_ref, fidelity, state, created_at, "
-    "updated_at, day, paid, chat_counted, attempts, error_code, result_path, owner, heartbeat_at"
+    "updated_at, day, paid, chat_counted, attempts, error_code, result_path, owner, heartbeat_at, "
+    "sent_ref"
 )
 """The columns of a `Job`, in the order of `job_params` and `job_from_row`. (The schema's
 `input_path` column is left unused: inputs are never written to disk. `refs_erased_at` is the
@@ -159,6 +175,7 @@ def job_params(job: Job, dialect: Dialect) -> tuple[Any, ...]:
         job.result_path,
         job.owner,
         job.heartbeat_at,
+        job.sent_ref,
     )
 
 
@@ -183,6 +200,7 @@ def job_from_row(row: Row, dialect: Dialect) -> Job:
         result_path=row[15],
         owner=row[16],
         heartbeat_at=row[17],
+        sent_ref=row[18],
     )
 
 

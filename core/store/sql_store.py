@@ -8,16 +8,19 @@ statements say and what their rows mean, is here and in the modules it calls.
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Collection, Sequence
 from typing import Any, ClassVar, Self, TypeVar
 
-from core.jobs import Job, JobState, NewJob
+from core.crash import crash_point
+from core.jobs import REFUNDED_STATES, Job, JobState, NewJob
 from core.store.access import Clock, Work
 from core.store.chats import ChatRows
 from core.store.dialect import UNFINISHED_SQL, Dialect, Row, Tx
 from core.store.dump import export_rows, import_rows
+from core.store.inbox import InboxRows
 from core.store.ledger import (
     CHAT_USAGE,
     GRANT,
@@ -36,7 +39,7 @@ __all__ = ["Clock", "SqlStore", "Work"]
 T = TypeVar("T")
 
 
-class SqlStore(ChatRows, PurchaseRows, ABC):
+class SqlStore(ChatRows, PurchaseRows, InboxRows, ABC):
     """`JobStore` on a SQL database; see the subclasses for how each one is opened."""
 
     dialect: ClassVar[Dialect]
@@ -109,12 +112,15 @@ class SqlStore(ChatRows, PurchaseRows, ABC):
         """Pay for `job` (daily allowance, then credits) and insert it as queued, atomically."""
         reservation = Reservation(job, day, user_limit, chat_limit, owner, self._clock())
         reserved = await self._reserve_at_once(reservation)
-        if reserved is not None:
-            return reserved
-        return await self._transaction(lambda tx: reserve_job(tx, reservation))
+        if reserved is None:
+            reserved = await self._transaction(lambda tx: reserve_job(tx, reservation))
+        crash_point("state:queued")
+        return reserved
 
     async def refund(self, job_id: str) -> bool:
-        """Return the job's daily slot or credit (and chat slot); False if nothing to return."""
+        """Return the job's daily slot or credit (and chat slot); False if nothing to return.
+
+        A job moved to `failed` or `cancelled` is refunded by that `transition` itself."""
         now = self._clock()
         return await self._transaction(lambda tx: refund_job(tx, job_id, now))
 
@@ -155,12 +161,30 @@ class SqlStore(ChatRows, PurchaseRows, ABC):
             f"UPDATE jobs SET state = $1, updated_at = $2{assignments} "  # noqa: S608
             f"WHERE id = $3 AND {self.dialect.one_of('state', 4)}{held} RETURNING {JOB_COLUMNS}"
         )
-        params = [to_state, self._clock(), job_id, self.dialect.list_param(list(expect))]
+        now = self._clock()
+        params = [to_state, now, job_id, self.dialect.list_param(list(expect))]
         params += [fields[name] for name in names]
         if expect_owner is not None:
             params.append(expect_owner)
-        jobs = self._jobs(await self._write(sql, *params))
-        return jobs[0] if jobs else None
+        if to_state in REFUNDED_STATES:
+            job = await self._transaction(lambda tx: _end_refunded(tx, sql, params, now))
+        else:
+            jobs = self._jobs(await self._write(sql, *params))
+            job = jobs[0] if jobs else None
+        if job is not None:
+            crash_point(f"state:{to_state}")
+        return job
+
+    async def record_sent(self, job_id: str, sent_ref: str) -> bool:
+        """Note the platform's id of the job's delivered result; False unless it is delivering."""
+        rows = await self._write(
+            "UPDATE jobs SET sent_ref = $2, updated_at = $3 "
+            "WHERE id = $1 AND state = 'delivering' RETURNING id",
+            job_id,
+            sent_ref,
+            self._clock(),
+        )
+        return bool(rows)
 
     async def get_job(self, job_id: str) -> Job | None:
         """The job with this id, or None."""
@@ -350,3 +374,14 @@ class SqlStore(ChatRows, PurchaseRows, ABC):
         """Add the dump's rows in one transaction; refuses an export imported before."""
         now = self._clock()
         return await self._transaction(lambda tx: import_rows(tx, dump, now))
+
+
+async def _end_refunded(tx: Tx, sql: str, params: list[Any], now: float) -> Job | None:
+    """The compare-and-set of `transition` to a refunded end state, and its refund, at once:
+    a process killed in between would otherwise charge the user for a photo never delivered."""
+    rows = await tx.fetch(sql, *params)
+    if not rows:
+        return None
+    job = job_from_row(rows[0], tx.dialect)
+    await refund_job(tx, job.id, now)
+    return dataclasses.replace(job, paid=None, chat_counted=False, updated_at=now)
