@@ -31,6 +31,7 @@ from tenacity import (
     wait_random_exponential,
 )
 
+from core.crash import crash_point
 from core.errors import (
     AnimatedImageError,
     ForbiddenUrlError,
@@ -46,7 +47,6 @@ from core.errors import (
     UpstreamUnavailableError,
     UserInputError,
 )
-from core.crash import crash_point
 from core.fetch import download_image, read_capped
 from core.fidelity import check_fidelity
 from core.formats import PreparedImage

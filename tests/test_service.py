@@ -27,6 +27,7 @@ from core.errors import (
     ShuttingDownError,
     TooManyInFlightError,
 )
+from core.inbox import Inbox, take_current_update
 from core.jobs import Job, JobState, NewJob
 from core.quota import day_key
 from core.service import RetouchService
@@ -760,3 +761,91 @@ async def test_every_finished_job_leaves_one_info_line_without_personal_data(
     assert all(r.levelno == logging.INFO for r in caplog.records if "job " in r.getMessage())
     for record in caplog.records:
         assert user not in record.getMessage() and chat not in record.getMessage()
+
+
+INBOX_UPDATE = {"update_id": 700, "message": {"message_id": 1, "text": "hi"}}
+
+
+# --- the inbox and one-transaction endings -----------------------------------------------
+
+
+async def test_a_job_admitted_while_handling_an_update_takes_it(
+    make_service: ServiceFactory, portrait_bytes: bytes
+) -> None:
+    service, hooks = await make_service()
+    inbox = service.inbox("telegram")
+    assert await inbox.receive(700, INBOX_UPDATE) and await inbox.receive(701, INBOX_UPDATE)
+    taken: list[int | None] = []
+
+    async with inbox.handling(700):
+        await service.submit(request_for("1", portrait_bytes))
+        # A second job of the same update (an album) does not take it again.
+        taken.append(take_current_update("telegram"))
+        assert [u for u, _ in await inbox.pending()] == [701]  # done with the reservation
+    assert taken == [None]
+    await hooks.wait_for("done")
+
+    async with inbox.handling(701):  # a command: no job, done when its handlers return
+        pass
+    assert await inbox.pending() == []
+    assert await inbox.receive(700, INBOX_UPDATE) is False  # Telegram sending it again
+
+
+async def test_an_update_interrupted_by_a_shutdown_stays_pending(
+    make_service: ServiceFactory,
+) -> None:
+    service, _ = await make_service()
+    inbox: Inbox = service.inbox("telegram")
+    await inbox.receive(700, INBOX_UPDATE)
+    entered = asyncio.Event()
+
+    async def handle() -> None:
+        async with inbox.handling(700):
+            entered.set()
+            await asyncio.Event().wait()
+
+    task = asyncio.create_task(handle())
+    await entered.wait()
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert [u for u, _ in await inbox.pending()] == [700]
+
+
+class KilledError(BaseException):
+    """The process died here: nothing after it runs (what SIGKILL does, in one process)."""
+
+
+class DiesOnRefund:
+    """A store that dies when asked for a separate refund: a kill between a job's ending and
+    its refund, had they been two transactions."""
+
+    def __init__(self, store: JobStore) -> None:
+        self._store = store
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._store, name)
+
+    async def refund(self, job_id: str) -> bool:
+        raise KilledError
+
+
+async def test_a_kill_after_a_failure_or_cancel_leaves_nothing_charged(
+    make_service: ServiceFactory, portrait_bytes: bytes
+) -> None:
+    """Reproduced on main: the failed state committed, the process died before the refund's own
+    transaction, and the user stayed charged for good."""
+    service, hooks = await make_service(backend=FailingBackend())
+    store = service.store
+    service.store = service.admission._store = DiesOnRefund(store)
+    failed, _ = await service.submit(request_for("1", portrait_bytes))
+    await hooks.wait_for("failed")
+    gated = EchoBackend(gated=True)
+    service.backend = gated
+    cancelled, _ = await service.submit(request_for("2", portrait_bytes))
+    assert await service.cancel(cancelled.id, "telegram", "2")
+    for job_id, user in ((failed.id, "1"), (cancelled.id, "2")):
+        stored = await store.get_job(job_id)
+        assert stored is not None and stored.state in ("failed", "cancelled")
+        assert stored.paid is None
+        assert (await store.usage("telegram", user, stored.day)).used == 0

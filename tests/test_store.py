@@ -18,7 +18,7 @@ import pytest
 
 import core.store.schema
 import core.store.sqlite_writer
-from core.jobs import NewJob, Platform
+from core.jobs import JobState, NewJob, Platform
 from core.quota import QuotaPolicy
 from core.store import (
     AlreadyImportedError,
@@ -1103,3 +1103,84 @@ async def test_pg_an_unreachable_server_is_one_clear_error_without_the_password(
         await PostgresStore.open(url, connect_timeout=2)
     assert "Cannot connect to PostgreSQL at postgresql://bot:***@/retouch" in str(caught.value)
     assert "s3cret-pw" not in str(caught.value)
+
+
+UPDATE = {"update_id": 700, "message": {"message_id": 1, "text": "hi"}}
+
+
+def with_update(new: NewJob, update_id: int) -> NewJob:
+    return NewJob(
+        new.platform, new.user_id, new.chat_id, new.reply_target, new.input_ref, new.fidelity,
+        source_update=update_id,
+    )  # fmt: skip
+
+
+# --- the store --------------------------------------------------------------------------
+
+
+async def test_an_update_is_stored_once_and_pending_until_handled(store: JobStore) -> None:
+    assert await store.store_update("telegram", 700, UPDATE) is True
+    assert await store.store_update("telegram", 700, UPDATE) is False  # re-sent
+    assert await store.store_update("discord", 700, {"x": 1}) is True  # another platform's
+    await store.store_update("telegram", 701, {"update_id": 701})
+    assert await store.pending_updates("telegram") == [(700, UPDATE), (701, {"update_id": 701})]
+    await store.finish_update("telegram", 700)
+    await store.finish_update("telegram", 700)  # twice is fine
+    await store.finish_update("telegram", 999)  # never stored: nothing happens
+    assert await store.pending_updates("telegram") == [(701, {"update_id": 701})]
+    # Handled, it is still known: a re-send of it is not handled again.
+    assert await store.store_update("telegram", 700, UPDATE) is False
+
+
+async def test_handled_updates_are_pruned_below_an_offset_or_by_age(
+    store: JobStore, clock: FakeClock
+) -> None:
+    for update_id in (10, 11, 12):
+        await store.store_update("telegram", update_id, {"update_id": update_id})
+    await store.finish_update("telegram", 10)
+    await store.finish_update("telegram", 12)
+    assert await store.prune_updates("telegram", below=12) == 1  # 10 (11 is still pending)
+    assert await store.store_update("telegram", 10, {}) is True  # forgotten
+    await store.finish_update("telegram", 10)
+    clock.advance(100)
+    assert await store.prune_updates("telegram", before=clock() - 50) == 2  # 10 and 12
+    assert await store.pending_updates("telegram") == [(11, {"update_id": 11})]
+    assert await store.prune_updates("telegram", below=1000) == 0  # pending stays
+
+
+async def test_the_reservation_marks_its_update_done_in_the_same_transaction(
+    store: JobStore,
+) -> None:
+    await store.store_update("telegram", 700, UPDATE)
+    await store.store_update("telegram", 701, UPDATE)
+    await store.reserve(with_update(job("u1"), 700), day=DAY, user_limit=1, chat_limit=None)
+    with pytest.raises(QuotaExceededError):
+        await store.reserve(with_update(job("u1"), 701), day=DAY, user_limit=1, chat_limit=None)
+    # The refused one rolled back entirely: its update is still pending.
+    assert [u for u, _ in await store.pending_updates("telegram")] == [701]
+
+
+@pytest.mark.parametrize("end", ["failed", "cancelled"])
+async def test_an_ending_that_refunds_is_one_transaction(store: JobStore, end: JobState) -> None:
+    await store.grant("telegram", "u1", 1)
+    daily = await store.reserve(job("u1"), day=DAY, user_limit=1, chat_limit=None)
+    credit = await store.reserve(job("u1", chat="g1"), day=DAY, user_limit=1, chat_limit=5)
+    assert (daily.paid, credit.paid) == ("daily", "credit")
+    for reserved in (daily, credit):
+        ended = await store.transition(reserved.id, end, expect=["queued"], error_code="x")
+        assert ended is not None and ended.state == end and ended.paid is None
+        stored = await store.get_job(reserved.id)
+        assert stored is not None and stored.paid is None and not stored.chat_counted
+        assert await store.refund(reserved.id) is False  # nothing left to give back
+    usage = await store.usage("telegram", "u1", DAY)
+    assert (usage.used, usage.credits) == (0, 1)
+    assert await store.chat_usage("telegram", "g1", DAY) == 0
+
+
+async def test_the_sent_result_is_recorded_only_while_delivering(store: JobStore) -> None:
+    reserved = await store.reserve(job("u1"), day=DAY, user_limit=None, chat_limit=None)
+    assert await store.record_sent(reserved.id, "55") is False
+    await store.transition(reserved.id, "delivering", expect=["queued"], result_path="r.jpg")
+    assert await store.record_sent(reserved.id, "55") is True
+    stored = await store.get_job(reserved.id)
+    assert stored is not None and stored.sent_ref == "55"

@@ -1,4 +1,8 @@
-"""`retouch-bot telegram`: the bot by long polling or webhook, until SIGINT or SIGTERM."""
+"""`retouch-bot telegram`: the bot by long polling or webhook, until SIGINT or SIGTERM.
+
+Updates go through the durable inbox (`bots.telegram.updates`) in both modes, not PTB's
+`Updater`, so none is confirmed to Telegram before the store holds it.
+"""
 
 from __future__ import annotations
 
@@ -15,6 +19,7 @@ from bots.telegram.bot import TelegramBot
 from bots.telegram.request import AiohttpRequest
 from bots.telegram.settings import TelegramSettings
 from bots.telegram.target import PLATFORM
+from bots.telegram.updates import InboxDispatcher, InboxPoller
 from bots.telegram.webhook import start_webhook
 from core.errors import ConfigError
 from core.http import url_origin
@@ -59,6 +64,7 @@ def build_application(
         .concurrent_updates(concurrent_updates)
         .request(requests)
         .get_updates_request(polling)
+        .updater(None)  # updates come through the inbox: `bots.telegram.updates`
         .build()
     )
 
@@ -83,12 +89,15 @@ class TelegramRunner:
             telegram, concurrent_updates=concurrent_updates
         )
         self.bot: TelegramBot | None = None
+        self.dispatcher: InboxDispatcher | None = None
+        self.poller: InboxPoller | None = None
         self._webhook: web.AppRunner | None = None
         self._initialized = False
         self._closed = asyncio.Event()
 
     async def prepare(self, runtime: Runtime) -> None:
         self.bot = self.bot_class(self.settings, self.telegram, runtime.service, self.app)
+        self.dispatcher = InboxDispatcher(self.app, runtime.service.inbox(PLATFORM))
         runtime.register(PLATFORM, self.bot)
         try:
             await self.app.initialize()  # getMe: the token is checked here
@@ -100,31 +109,46 @@ class TelegramRunner:
         await self.bot.catch_up()
 
     async def start(self) -> None:
+        assert self.dispatcher is not None
         await self.app.start()
+        await self.dispatcher.replay()  # what a kill left stored and unhandled goes first
         if self.telegram.webhook_url:
-            self._webhook = await start_webhook(self.app, self.telegram)
+            self._webhook = await start_webhook(self.app, self.dispatcher, self.telegram)
         else:
-            assert self.app.updater is not None
             await self.app.bot.delete_webhook()
-            await self.app.updater.start_polling(timeout=POLL_TIMEOUT)
+            self.poller = InboxPoller(self.dispatcher, timeout=POLL_TIMEOUT)
+            self.poller.start()
         log.info("Telegram bot @%s is running", self.app.bot.username)
 
     async def wait_closed(self) -> None:
-        await self._closed.wait()
+        """Until closed, or polling ended for good (the token was revoked): that raises."""
+        closed = asyncio.create_task(self._closed.wait())
+        waits: list[asyncio.Task[Any]] = [closed]
+        if self.poller is not None and self.poller.task is not None:
+            waits.append(self.poller.task)
+        try:
+            await asyncio.wait(waits, return_when="FIRST_COMPLETED")
+        finally:
+            closed.cancel()
+        polling = self.poller.task if self.poller is not None else None
+        if polling is not None and polling.done() and not polling.cancelled():
+            polling.result()  # raises what ended it
 
     def healthy(self) -> bool:
         if not self.app.running:
             return False
         if self._webhook is not None:
             return True
-        return self.app.updater is not None and self.app.updater.running
+        return self.poller is not None and self.poller.running
 
     async def stop(self) -> None:
         if self._webhook is not None:
             await self._webhook.cleanup()  # the webhook stays set for the other replicas
             self._webhook = None
-        if self.app.updater is not None and self.app.updater.running:
-            await self.app.updater.stop()
+        if self.poller is not None:
+            await self.poller.stop()
+        if self.dispatcher is not None:
+            await self.dispatcher.close()
 
     async def close(self) -> None:
         if self.bot is not None:
