@@ -132,13 +132,16 @@ class Delivery:
         }
         if not fits_send_photo(result):
             name = _file_name(result)
-            await patiently(
+            sent = await patiently(
                 lambda: self.bot.send_document(document=result, filename=name, **common)
             )
+            await self.service.record_sent(job, str(sent.message_id))
             return
-        await patiently(
+        sent = await patiently(
             lambda: self.bot.send_photo(photo=result, filename="retouched.jpg", **common)
         )
+        # Recorded before anything else is awaited: a restart then does not send it again.
+        await self.service.record_sent(job, str(sent.message_id))
         if self.send_file_too:
             try:
                 await patiently(
@@ -158,7 +161,10 @@ class Delivery:
                 )
                 for i, data in enumerate(results.values())
             ]
-            await patiently(lambda: self.bot.send_media_group(media=media, **target.where()))
+            sent = await patiently(
+                lambda: self.bot.send_media_group(media=media, **target.where())
+            )
+            await self.service.record_sent(job, str(sent[0].message_id))
 
         return send
 
