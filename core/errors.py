@@ -25,6 +25,13 @@ class RetouchError(Exception):
         return self.message
 
 
+def recalled_failure(code: str) -> RetouchError:
+    """A failure read back from the store (only its code is kept), to tell the user after a
+    restart what the process could not tell before it stopped."""
+    kind: type[RetouchError] = type("RecalledFailure", (RetouchError,), {"code": code})
+    return kind(f"failed before a restart ({code})")
+
+
 class ConfigError(RetouchError):
     """A setting is missing or has a bad value; the message names the setting."""
 

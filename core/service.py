@@ -29,7 +29,13 @@ from core.backend import RetouchBackend
 from core.claims import ClaimKeeper
 from core.crash import arm, crash_point
 from core.delivery import deliver_with_retries
-from core.errors import CancelledJobError, InputGoneError, RetouchError, ShuttingDownError
+from core.errors import (
+    CancelledJobError,
+    InputGoneError,
+    RetouchError,
+    ShuttingDownError,
+    recalled_failure,
+)
 from core.imaging import ImageLimits
 from core.inbox import Inbox, take_current_update
 from core.jobs import UNFINISHED_STATES, Job, JobState, Platform
@@ -157,10 +163,12 @@ class RetouchService(UserAccounts):
         self._hooks[platform] = hooks
 
     async def start(self) -> None:
-        """Sweep stale files, resume unfinished jobs, then start the workers and admit requests."""
+        """Sweep stale files, resume unfinished jobs and tell failures left untold, then start
+        the workers and admit requests."""
         await self.results.create_folder()
         await self.retention.start()
         await self.claims.recover()
+        await self.tell_untold()
         self._workers = [
             asyncio.create_task(self._worker(), name=f"retouch-worker-{n}")
             for n in range(self.settings.max_concurrent_jobs)
@@ -406,7 +414,22 @@ class RetouchService(UserAccounts):
             await self.results.discard([failed.result_path])
         self._drop(failed.id)
         self._log_finished(failed, f": {error.code} ({error})")
+        await self._tell_failure(failed, error)
+
+    async def _tell_failure(self, failed: Job, error: RetouchError) -> None:
+        """Tell the user, then note it: a kill before the note tells them again at the next
+        start (`tell_untold`), so no failure goes unheard."""
         await self._emit(JobEvent("failed", failed, error=error))
+        await self.store.record_told(failed.id)
+
+    async def tell_untold(self) -> int:
+        """Tell the failures this replica committed but did not get to tell before it stopped;
+        how many."""
+        untold = await self.store.untold_failures(self.replica_id)
+        for job in untold:
+            if job.platform in self._hooks:
+                await self._tell_failure(job, recalled_failure(job.error_code or "internal"))
+        return len(untold)
 
     async def record_sent(self, job: Job, sent_ref: str) -> None:
         """The adapter's upload of the job's result was accepted as `sent_ref`: record it at

@@ -161,9 +161,7 @@ class Delivery:
                 )
                 for i, data in enumerate(results.values())
             ]
-            sent = await patiently(
-                lambda: self.bot.send_media_group(media=media, **target.where())
-            )
+            sent = await patiently(lambda: self.bot.send_media_group(media=media, **target.where()))
             await self.service.record_sent(job, str(sent[0].message_id))
 
         return send

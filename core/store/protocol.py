@@ -241,6 +241,16 @@ class JobStore(Protocol):
         restart does not send it again; False when the job is not delivering."""
         ...
 
+    async def record_told(self, job_id: str) -> bool:
+        """Note that the failed job's user was told of the failure; False if not failed, or
+        noted before."""
+        ...
+
+    async def untold_failures(self, owner: str, limit: int = 100) -> list[Job]:
+        """Failed jobs of `owner` whose users were never told, oldest first (the process
+        stopped between the failure and telling it)."""
+        ...
+
     async def store_update(self, platform: str, update_id: int, payload: dict[str, Any]) -> bool:
         """Keep an incoming update as pending (`core.inbox`); False when it was stored before."""
         ...

@@ -14,6 +14,9 @@ from core.errors import StoreError
 from core.jobs import Job
 from core.store.dialect import UNFINISHED_SQL, Dialect, Row, Tx, placeholders
 
+TOLD: Final = "told"
+"""The `sent_ref` of a failed job whose user was told (a result's is the message's id)."""
+
 MIGRATIONS: Final[list[tuple[str, ...]]] = [
     # 1: jobs with their reservation, usage counters, credits, user settings.
     (
@@ -133,6 +136,9 @@ MIGRATIONS: Final[list[tuple[str, ...]]] = [
         )""",
         "CREATE INDEX inbox_by_state ON inbox (platform, state, update_id)",
         "ALTER TABLE jobs ADD COLUMN sent_ref {text}",
+        # A failed job's `sent_ref` says its user was told; those failed before were told.
+        f"UPDATE jobs SET sent_ref = '{TOLD}' WHERE state = 'failed'",  # noqa: S608
+        "CREATE INDEX jobs_untold ON jobs (owner) WHERE state = 'failed' AND sent_ref IS NULL",
     ),
 ]
 """Schema changes in order, as templates; the schema version is the number applied."""

@@ -32,7 +32,14 @@ from core.store.ledger import (
 )
 from core.store.protocol import Stats, StoreDump, Usage, UserSettings, check_transition
 from core.store.purchases import PurchaseRows
-from core.store.schema import JOB_COLUMNS, SELECT_JOBS, UNFINISHED_JOBS, job_from_row, migrate
+from core.store.schema import (
+    JOB_COLUMNS,
+    SELECT_JOBS,
+    TOLD,
+    UNFINISHED_JOBS,
+    job_from_row,
+    migrate,
+)
 
 __all__ = ["Clock", "SqlStore", "Work"]
 
@@ -174,6 +181,27 @@ class SqlStore(ChatRows, PurchaseRows, InboxRows, ABC):
         if job is not None:
             crash_point(f"state:{to_state}")
         return job
+
+    async def record_told(self, job_id: str) -> bool:
+        """Note that the failed job's user was told; False if not failed, or noted before."""
+        rows = await self._write(
+            "UPDATE jobs SET sent_ref = $2 WHERE id = $1 AND state = 'failed' "
+            "AND sent_ref IS NULL RETURNING id",
+            job_id,
+            TOLD,
+        )
+        return bool(rows)
+
+    async def untold_failures(self, owner: str, limit: int = 100) -> list[Job]:
+        """`owner`'s failed jobs whose users were never told (it stopped first), oldest first."""
+        return self._jobs(
+            await self._fetch(
+                f"{SELECT_JOBS} WHERE state = 'failed' AND sent_ref IS NULL AND owner = $1 "
+                "ORDER BY created_at, id LIMIT $2",
+                owner,
+                limit,
+            )
+        )
 
     async def record_sent(self, job_id: str, sent_ref: str) -> bool:
         """Note the platform's id of the job's delivered result; False unless it is delivering."""

@@ -1,0 +1,113 @@
+"""The SIGKILL matrix: the real bot process killed at every named point, then restarted.
+
+`JOBS_CRASH_AT` (`core.crash`) makes `retouch-bot telegram` SIGKILL itself at one point: after
+each job state a transition commits and between the I/O steps of a job and of an update's
+arrival. Three users each send a photo (one of them at a fidelity the upstream refuses); after
+the kill a second process runs on the same store until everyone is answered, then stops
+cleanly. Then: every accepted photo was answered, a result was sent twice only where a kill
+fell between Telegram accepting the upload and the bot recording it (the first copy went out
+before the kill, and the store records the second), no reservation is stuck, every failed job
+was refunded, and no stored update is left unhandled.
+
+Jobs run concurrently, so a kill at another point can also catch another job's upload in that
+window: which photos are in flight at the kill varies, the rule checked does not.
+"""
+
+from __future__ import annotations
+
+import json
+import signal
+import time
+from pathlib import Path
+
+import pytest
+
+from core.crash import CRASH_POINTS
+from tests.crash_harness import (
+    FailsOnFidelity,
+    bot_env,
+    ended,
+    kill,
+    photo_messages,
+    photos_of,
+    read_store,
+    start_bot,
+    told_failure,
+    unfinished,
+)
+from tests.fake_telegram import FakeTelegram, User
+from tests.upstream_fakes import FakeUpstream
+
+ALICE, BOB, CAROL = (User(7000 + n, name, language_code="en") for n, name in enumerate("ABC"))
+DAVE = User(7010, "D", language_code="en")
+SERVED = (ALICE, BOB)
+"""Their photos are retouched; Carol's fails upstream."""
+POINTS = sorted(CRASH_POINTS - {"state:cancelled"})
+"""Every point the flow below reaches (a cancel is a user's button; its ending and refund are
+one transaction, see `test_store`)."""
+
+
+@pytest.mark.parametrize("point", POINTS)
+async def test_a_kill_at_any_point_loses_no_photo(
+    point: str, tmp_path: Path, portrait_bytes: bytes
+) -> None:
+    async with FakeTelegram() as tg, FakeUpstream(default=FailsOnFidelity()) as upstream:
+        for user in SERVED:
+            tg.send_photo(user.id, user, portrait_bytes)
+        tg.send_photo(CAROL.id, CAROL, portrait_bytes, caption="fidelity 0.7")
+        env = bot_env(tg, upstream, tmp_path)
+        database = tmp_path / "data" / "retouch.db"
+
+        first = await start_bot({**env, "JOBS_CRASH_AT": point}, tmp_path)
+        try:
+            await tg.wait_for(
+                "getUpdates",
+                predicate=lambda call: '"update_id"' in json.dumps(call.response),
+                answered=True,
+                timeout=60,
+            )
+            tg.send_text(DAVE.id, DAVE, "/help")  # the next getUpdates confirms the photos
+            code, err = await ended(first, 60)
+        finally:
+            await kill(first)
+        assert code == -signal.SIGKILL, err[-3000:]
+        killed_at = time.monotonic()  # every call before this came from the first process
+
+        started = len(tg.calls_to("getMe"))
+        second = await start_bot(env, tmp_path)
+        try:
+            # Each job's settlement is followed by a Bot API call (the status line), so the
+            # store is looked at again after it. A kill right after Carol's failure committed
+            # can cost her the notice (never the refund): the failure is told once committed.
+            await tg.wait_until(
+                lambda: (
+                    len(tg.calls_to("getMe")) > started
+                    and all(photos_of(tg, user.id) >= 1 for user in SERVED)
+                    and (told_failure(tg, CAROL.id) or point == "state:failed")
+                    and unfinished(database) == 0
+                ),
+                timeout=60,
+            )
+            second.send_signal(signal.SIGTERM)
+            code, err = await ended(second, 60)
+        finally:
+            await kill(second)
+        assert code == 0, err[-3000:]
+
+    store = read_store(database)
+    for user in SERVED:
+        photos = photo_messages(tg, user.id)
+        assert 1 <= len(photos) <= 2, f"user {user.first_name} got {len(photos)} photos"
+        [sent] = store.sent[str(user.id)]
+        assert sent == str(photos[-1].message_id)
+        if len(photos) == 2:  # the upload window: Telegram took the first, unrecorded at the kill
+            assert photos[0].call is not None and photos[0].call.time < killed_at
+    assert photos_of(tg, CAROL.id) == 0
+    assert store.stuck == 0 and store.pending_updates == 0
+    assert store.lost_refunds() == 0
+    for user in SERVED:  # admitted once (the inbox), paid once
+        assert store.jobs[str(user.id)] == [("done", "daily")]
+        assert store.used[str(user.id)] == 1
+    assert store.jobs[str(CAROL.id)] == [("failed", None)]
+    assert store.sent[str(CAROL.id)] == ["told"]
+    assert store.used.get(str(CAROL.id), 0) == 0
