@@ -36,6 +36,7 @@ from tests.crash_harness import (
     unfinished,
 )
 from tests.fake_telegram import FakeTelegram, User
+from tests.test_operations import free_port
 from tests.upstream_fakes import FakeUpstream
 
 ALICE, BOB, CAROL = (User(7000 + n, name, language_code="en") for n, name in enumerate("ABC"))
@@ -47,26 +48,47 @@ POINTS = sorted(CRASH_POINTS - {"state:cancelled"})
 one transaction, see `test_store`)."""
 
 
+WEBHOOK_POINTS = ["update_stored", "state:queued"]
+"""Where a webhook's own window lies: the update stored, the 200 not yet sent (Telegram sends
+it again), and the update handled before it was answered."""
+
+
 @pytest.mark.parametrize("point", POINTS)
 async def test_a_kill_at_any_point_loses_no_photo(
     point: str, tmp_path: Path, portrait_bytes: bytes
 ) -> None:
+    await kill_and_restart(point, tmp_path, portrait_bytes, webhook=False)
+
+
+@pytest.mark.parametrize("point", WEBHOOK_POINTS)
+async def test_a_kill_in_webhook_mode_loses_no_photo(
+    point: str, tmp_path: Path, portrait_bytes: bytes
+) -> None:
+    await kill_and_restart(point, tmp_path, portrait_bytes, webhook=True)
+
+
+async def kill_and_restart(point: str, tmp_path: Path, portrait: bytes, *, webhook: bool) -> None:
     async with FakeTelegram() as tg, FakeUpstream(default=FailsOnFidelity()) as upstream:
         for user in SERVED:
-            tg.send_photo(user.id, user, portrait_bytes)
-        tg.send_photo(CAROL.id, CAROL, portrait_bytes, caption="fidelity 0.7")
+            tg.send_photo(user.id, user, portrait)
+        tg.send_photo(CAROL.id, CAROL, portrait, caption="fidelity 0.7")
         env = bot_env(tg, upstream, tmp_path)
+        if webhook:
+            port = free_port()
+            env["TELEGRAM_WEBHOOK_URL"] = f"http://127.0.0.1:{port}/hook"
+            env["TELEGRAM_WEBHOOK_LISTEN"] = f"127.0.0.1:{port}"
         database = tmp_path / "data" / "retouch.db"
 
         first = await start_bot({**env, "JOBS_CRASH_AT": point}, tmp_path)
         try:
-            await tg.wait_for(
-                "getUpdates",
-                predicate=lambda call: '"update_id"' in json.dumps(call.response),
-                answered=True,
-                timeout=60,
-            )
-            tg.send_text(DAVE.id, DAVE, "/help")  # the next getUpdates confirms the photos
+            if not webhook:
+                await tg.wait_for(
+                    "getUpdates",
+                    predicate=lambda call: '"update_id"' in json.dumps(call.response),
+                    answered=True,
+                    timeout=60,
+                )
+                tg.send_text(DAVE.id, DAVE, "/help")  # the next getUpdates confirms the photos
             code, err = await ended(first, 60)
         finally:
             await kill(first)
