@@ -849,3 +849,29 @@ async def test_a_kill_after_a_failure_or_cancel_leaves_nothing_charged(
         assert stored is not None and stored.state in ("failed", "cancelled")
         assert stored.paid is None
         assert (await store.usage("telegram", user, stored.day)).used == 0
+
+
+async def test_a_failure_left_untold_is_told_at_the_next_start(
+    make_service: ServiceFactory, portrait_bytes: bytes
+) -> None:
+    """The process committed the failure and died before telling it: the next start tells it,
+    once (the note that it was told is kept)."""
+    service, hooks = await make_service()
+    job, _ = await service.submit(request_for("1", portrait_bytes))
+    await hooks.wait_for("done")
+    other = await service.store.reserve(
+        NewJob("telegram", "2", "2", {}, {}, 0.1),
+        day=job.day,
+        user_limit=None,
+        chat_limit=None,
+        owner=service.replica_id,
+    )
+    failed = await service.store.transition(other.id, "failed", expect=["queued"], error_code="x")
+    assert failed is not None and failed.sent_ref is None  # committed, never told
+    assert await service.tell_untold() == 1
+    [event] = [e for e in hooks.events if e.job.id == other.id]
+    assert event.kind == "failed" and event.error is not None and event.error.code == "x"
+    stored = await service.store.get_job(other.id)
+    assert stored is not None and stored.sent_ref == "told"
+    assert await service.tell_untold() == 0
+    assert await service.store.untold_failures(service.replica_id) == []
