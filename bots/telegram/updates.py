@@ -25,6 +25,8 @@ from core.inbox import KEEP_DONE_SECONDS, Inbox
 log = logging.getLogger("retouch.telegram")
 
 MAX_BACKOFF_SECONDS = 30.0
+PRUNE_EVERY_SECONDS = 3600.0
+"""How often handled updates past `KEEP_DONE_SECONDS` are deleted while the bot runs."""
 
 
 class InboxDispatcher:
@@ -35,16 +37,24 @@ class InboxDispatcher:
         self.app = app
         self.inbox = inbox
         self._tasks: set[asyncio.Task[None]] = set()
+        self._pruned_at = time.monotonic()
 
     async def receive(self, payload: dict[str, Any]) -> None:
         """A new update from Telegram: stored, then handled unless it came before."""
         update = Update.de_json(payload, self.app.bot)
         if await self.inbox.receive(update.update_id, payload):
             self._dispatch(update)
+        if time.monotonic() - self._pruned_at > PRUNE_EVERY_SECONDS:
+            await self._prune_old()
+
+    async def _prune_old(self) -> None:
+        """Forget handled updates Telegram no longer keeps (a webhook has no offset to say so)."""
+        self._pruned_at = time.monotonic()
+        await self.inbox.prune(before=time.time() - KEEP_DONE_SECONDS)
 
     async def replay(self) -> int:
         """Handle the updates stored before a stop and never handled; how many."""
-        await self.inbox.prune(before=time.time() - KEEP_DONE_SECONDS)
+        await self._prune_old()
         pending = await self.inbox.pending()
         for _, payload in pending:
             self._dispatch(Update.de_json(payload, self.app.bot))
