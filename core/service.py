@@ -254,7 +254,7 @@ class RetouchService(UserAccounts):
                 local.task.cancel()
         self._drop(job_id)
         self._log_finished(cancelled)
-        await self._emit(JobEvent("cancelled", cancelled))
+        await self._tell_ending(JobEvent("cancelled", cancelled))
         return True
 
     # --- per-user data (the rest is in `UserAccounts`) ------------------------------------
@@ -414,21 +414,24 @@ class RetouchService(UserAccounts):
             await self.results.discard([failed.result_path])
         self._drop(failed.id)
         self._log_finished(failed, f": {error.code} ({error})")
-        await self._tell_failure(failed, error)
+        await self._tell_ending(JobEvent("failed", failed, error=error))
 
-    async def _tell_failure(self, failed: Job, error: RetouchError) -> None:
-        """Tell the user, then note it: a kill before the note tells them again at the next
-        start (`tell_untold`), so no failure goes unheard."""
-        await self._emit(JobEvent("failed", failed, error=error))
-        await self.store.record_told(failed.id)
+    async def _tell_ending(self, event: JobEvent) -> None:
+        """Tell the user the job failed or was cancelled, then note it: a kill before the note
+        tells them again at the next start (`tell_untold`), so no ending goes unheard."""
+        await self._emit(event)
+        await self.store.record_told(event.job.id)
 
     async def tell_untold(self) -> int:
-        """Tell the failures this replica committed but did not get to tell before it stopped;
-        how many."""
-        untold = await self.store.untold_failures(self.replica_id)
+        """Tell the failures and cancels this replica committed but did not get to tell before
+        it stopped; how many."""
+        untold = await self.store.untold_endings(self.replica_id)
         for job in untold:
-            if job.platform in self._hooks:
-                await self._tell_failure(job, recalled_failure(job.error_code or "internal"))
+            if job.platform not in self._hooks:
+                continue  # told when that adapter runs here
+            failed = job.state == "failed"
+            error = recalled_failure(job.error_code or "internal") if failed else None
+            await self._tell_ending(JobEvent(job.state, job, error=error))
         return len(untold)
 
     async def record_sent(self, job: Job, sent_ref: str) -> None:

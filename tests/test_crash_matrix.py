@@ -22,6 +22,7 @@ from pathlib import Path
 
 import pytest
 
+from bots.telegram.keyboards import CANCEL
 from core.crash import CRASH_POINTS
 from tests.crash_harness import (
     FailsOnFidelity,
@@ -35,17 +36,16 @@ from tests.crash_harness import (
     told_failure,
     unfinished,
 )
-from tests.fake_telegram import FakeTelegram, User
+from tests.fake_telegram import ChatMessage, FakeTelegram, User
 from tests.test_operations import free_port
-from tests.upstream_fakes import FakeUpstream
+from tests.upstream_fakes import FakeUpstream, Gate
 
 ALICE, BOB, CAROL = (User(7000 + n, name, language_code="en") for n, name in enumerate("ABC"))
 DAVE = User(7010, "D", language_code="en")
 SERVED = (ALICE, BOB)
 """Their photos are retouched; Carol's fails upstream."""
 POINTS = sorted(CRASH_POINTS - {"state:cancelled"})
-"""Every point the flow below reaches (a cancel is a user's button; its ending and refund are
-one transaction, see `test_store`)."""
+"""Every point the flow below reaches; a cancel (a user's button) has a test of its own."""
 
 
 WEBHOOK_POINTS = ["update_stored", "state:queued"]
@@ -133,3 +133,64 @@ async def kill_and_restart(point: str, tmp_path: Path, portrait: bytes, *, webho
     assert store.jobs[str(CAROL.id)] == [("failed", None)]
     assert store.sent[str(CAROL.id)] == ["told"]
     assert store.used.get(str(CAROL.id), 0) == 0
+
+
+ERIN = User(7020, "E", language_code="en")
+CANCELLED_TEXT = "Cancelled. This photo didn't count against your quota."
+
+
+def cancel_button(tg: FakeTelegram) -> tuple[ChatMessage, str] | None:
+    """Erin's status message and its Cancel button's data, once it shows one."""
+    for message in tg.sent_to(ERIN.id):
+        for data in message.callback_data:
+            if data.startswith(f"{CANCEL}:"):
+                return message, data
+    return None
+
+
+async def test_a_kill_right_after_a_cancel_refunds_it_and_says_so(
+    tmp_path: Path, portrait_bytes: bytes
+) -> None:
+    """Erin cancels while the upstream works; the process dies as the cancel commits. The next
+    start finds the job cancelled and refunded (one transaction) and tells her so."""
+    gate = Gate()
+    async with FakeTelegram() as tg, FakeUpstream(default=gate) as upstream:
+        tg.send_photo(ERIN.id, ERIN, portrait_bytes)
+        env = bot_env(tg, upstream, tmp_path)
+        database = tmp_path / "data" / "retouch.db"
+        first = await start_bot({**env, "JOBS_CRASH_AT": "state:cancelled"}, tmp_path)
+        try:
+            await gate.wait_entered()
+            await tg.wait_until(lambda: cancel_button(tg) is not None, timeout=30)
+            found = cancel_button(tg)
+            assert found is not None
+            tg.press_button(ERIN.id, ERIN, found[0], found[1])
+            code, err = await ended(first, 60)
+        finally:
+            await kill(first)
+        assert code == -signal.SIGKILL, err[-3000:]
+        assert not any(CANCELLED_TEXT in (m.text or "") for m in tg.sent_to(ERIN.id))
+        gate.opened.set()
+
+        started = len(tg.calls_to("getMe"))
+        second = await start_bot(env, tmp_path)
+        try:
+            await tg.wait_until(
+                lambda: (
+                    len(tg.calls_to("getMe")) > started
+                    and any(CANCELLED_TEXT in (m.text or "") for m in tg.sent_to(ERIN.id))
+                    and unfinished(database) == 0
+                ),
+                timeout=60,
+            )
+            second.send_signal(signal.SIGTERM)
+            code, err = await ended(second, 60)
+        finally:
+            await kill(second)
+        assert code == 0, err[-3000:]
+    assert photos_of(tg, ERIN.id) == 0
+    store = read_store(database)
+    assert store.jobs[str(ERIN.id)] == [("cancelled", None)]
+    assert store.sent[str(ERIN.id)] == ["told"]
+    assert store.used.get(str(ERIN.id), 0) == 0
+    assert store.stuck == 0 and store.pending_updates == 0

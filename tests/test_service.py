@@ -874,4 +874,4 @@ async def test_a_failure_left_untold_is_told_at_the_next_start(
     stored = await service.store.get_job(other.id)
     assert stored is not None and stored.sent_ref == "told"
     assert await service.tell_untold() == 0
-    assert await service.store.untold_failures(service.replica_id) == []
+    assert await service.store.untold_endings(service.replica_id) == []

@@ -242,13 +242,13 @@ class JobStore(Protocol):
         ...
 
     async def record_told(self, job_id: str) -> bool:
-        """Note that the failed job's user was told of the failure; False if not failed, or
-        noted before."""
+        """Note that the failed or cancelled job's user was told; False if it is neither, or
+        this was noted before."""
         ...
 
-    async def untold_failures(self, owner: str, limit: int = 100) -> list[Job]:
-        """Failed jobs of `owner` whose users were never told, oldest first (the process
-        stopped between the failure and telling it)."""
+    async def untold_endings(self, owner: str, limit: int = 100) -> list[Job]:
+        """Failed or cancelled jobs of `owner` whose users were never told, oldest first (the
+        process stopped between committing the ending and telling it)."""
         ...
 
     async def store_update(self, platform: str, update_id: int, payload: dict[str, Any]) -> bool:

@@ -11,11 +11,14 @@ from __future__ import annotations
 from typing import Any, Final
 
 from core.errors import StoreError
-from core.jobs import Job
+from core.jobs import REFUNDED_STATES, Job
 from core.store.dialect import UNFINISHED_SQL, Dialect, Row, Tx, placeholders
 
 TOLD: Final = "told"
-"""The `sent_ref` of a failed job whose user was told (a result's is the message's id)."""
+"""The `sent_ref` of a failed or cancelled job whose user was told (a result's is the
+message's id)."""
+ENDINGS_SQL: Final = ", ".join(f"'{state}'" for state in sorted(REFUNDED_STATES))
+"""The refunded end states, as an SQL list: the endings a user is told of."""
 
 MIGRATIONS: Final[list[tuple[str, ...]]] = [
     # 1: jobs with their reservation, usage counters, credits, user settings.
@@ -136,9 +139,10 @@ MIGRATIONS: Final[list[tuple[str, ...]]] = [
         )""",
         "CREATE INDEX inbox_by_state ON inbox (platform, state, update_id)",
         "ALTER TABLE jobs ADD COLUMN sent_ref {text}",
-        # A failed job's `sent_ref` says its user was told; those failed before were told.
-        f"UPDATE jobs SET sent_ref = '{TOLD}' WHERE state = 'failed'",  # noqa: S608
-        "CREATE INDEX jobs_untold ON jobs (owner) WHERE state = 'failed' AND sent_ref IS NULL",
+        # A failed or cancelled job's `sent_ref` says its user was told; earlier ones were.
+        f"UPDATE jobs SET sent_ref = '{TOLD}' WHERE state IN ({ENDINGS_SQL})",  # noqa: S608
+        "CREATE INDEX jobs_untold ON jobs (owner) "
+        f"WHERE state IN ({ENDINGS_SQL}) AND sent_ref IS NULL",
     ),
 ]
 """Schema changes in order, as templates; the schema version is the number applied."""

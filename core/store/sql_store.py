@@ -33,6 +33,7 @@ from core.store.ledger import (
 from core.store.protocol import Stats, StoreDump, Usage, UserSettings, check_transition
 from core.store.purchases import PurchaseRows
 from core.store.schema import (
+    ENDINGS_SQL,
     JOB_COLUMNS,
     SELECT_JOBS,
     TOLD,
@@ -183,21 +184,23 @@ class SqlStore(ChatRows, PurchaseRows, InboxRows, ABC):
         return job
 
     async def record_told(self, job_id: str) -> bool:
-        """Note that the failed job's user was told; False if not failed, or noted before."""
+        """Note that the failed or cancelled job's user was told; False if it is neither, or
+        this was noted before."""
         rows = await self._write(
-            "UPDATE jobs SET sent_ref = $2 WHERE id = $1 AND state = 'failed' "
+            f"UPDATE jobs SET sent_ref = $2 WHERE id = $1 AND state IN ({ENDINGS_SQL}) "  # noqa: S608
             "AND sent_ref IS NULL RETURNING id",
             job_id,
             TOLD,
         )
         return bool(rows)
 
-    async def untold_failures(self, owner: str, limit: int = 100) -> list[Job]:
-        """`owner`'s failed jobs whose users were never told (it stopped first), oldest first."""
+    async def untold_endings(self, owner: str, limit: int = 100) -> list[Job]:
+        """`owner`'s failed or cancelled jobs whose users were never told (it stopped first),
+        oldest first."""
         return self._jobs(
             await self._fetch(
-                f"{SELECT_JOBS} WHERE state = 'failed' AND sent_ref IS NULL AND owner = $1 "
-                "ORDER BY created_at, id LIMIT $2",
+                f"{SELECT_JOBS} WHERE state IN ({ENDINGS_SQL}) AND sent_ref IS NULL "
+                "AND owner = $1 ORDER BY created_at, id LIMIT $2",
                 owner,
                 limit,
             )
