@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Any, Final
@@ -41,12 +41,22 @@ _handling: ContextVar[_Handling | None] = ContextVar("retouch_update", default=N
 
 
 def take_current_update(platform: str) -> int | None:
-    """The update being handled in this context, for the first job it admits; None after."""
+    """The update being handled in this context, for the first job it admits; None after.
+
+    The reservation that carries it marks it done; if it is refused, `give_back_update`.
+    """
     handling = _handling.get()
     if handling is None or handling.taken or handling.platform != platform:
         return None
     handling.taken = True
     return handling.update_id
+
+
+def give_back_update(update_id: int | None) -> None:
+    """The reservation that took the current update was refused: it is marked done as usual."""
+    handling = _handling.get()
+    if handling is not None and handling.update_id == update_id:
+        handling.taken = False
 
 
 class Inbox:
@@ -62,6 +72,12 @@ class Inbox:
         crash_point("update_stored")
         return fresh
 
+    async def receive_many(self, updates: Sequence[tuple[int, dict[str, Any]]]) -> set[int]:
+        """`receive` for a batch, stored at once; the ids to handle."""
+        fresh = await self.store.store_updates(self.platform, updates)
+        crash_point("update_stored")
+        return set(fresh)
+
     async def pending(self) -> list[tuple[int, dict[str, Any]]]:
         """Stored updates never handled (the process stopped first), oldest first."""
         return await self.store.pending_updates(self.platform)
@@ -70,7 +86,8 @@ class Inbox:
     async def handling(self, update_id: int) -> AsyncIterator[None]:
         """Handle one stored update in the block; it is done when the block ends, unless it was
         cancelled (a shutdown): then it stays pending, for the next start."""
-        token = _handling.set(_Handling(self.platform, update_id))
+        handling = _Handling(self.platform, update_id)
+        token = _handling.set(handling)
         try:
             yield
         except Exception:
@@ -78,7 +95,8 @@ class Inbox:
             raise
         finally:
             _handling.reset(token)
-        await self._finish(update_id)
+        if not handling.taken:  # else the job's reservation marked it done already
+            await self._finish(update_id)
 
     async def _finish(self, update_id: int) -> None:
         try:

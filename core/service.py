@@ -37,7 +37,7 @@ from core.errors import (
     recalled_failure,
 )
 from core.imaging import ImageLimits
-from core.inbox import Inbox, take_current_update
+from core.inbox import Inbox, give_back_update, take_current_update
 from core.jobs import UNFINISHED_STATES, Job, JobState, Platform
 from core.logs import current_job
 from core.pipeline import retouch_photo
@@ -213,7 +213,11 @@ class RetouchService(UserAccounts):
             if request.source_update is None:
                 update = take_current_update(request.platform)
                 request = dataclasses.replace(request, source_update=update)
-            job = await self.admission.admit(request, owner=self.replica_id)
+            try:
+                job = await self.admission.admit(request, owner=self.replica_id)
+            except BaseException:
+                give_back_update(request.source_update)
+                raise
         except RetouchError as exc:
             if self.on_rejected is not None:
                 self.on_rejected(request.platform, exc)

@@ -785,8 +785,9 @@ async def test_a_job_admitted_while_handling_an_update_takes_it(
     assert taken == [None]
     await hooks.wait_for("done")
 
-    async with inbox.handling(701):  # a command: no job, done when its handlers return
-        pass
+    async with inbox.handling(701):  # refused at the door: done when its handlers return
+        with pytest.raises(FidelityError):
+            await service.submit(request_for("1", portrait_bytes, fidelity=1.5))
     assert await inbox.pending() == []
     assert await inbox.receive(700, INBOX_UPDATE) is False  # Telegram sending it again
 

@@ -13,6 +13,7 @@ import sqlite3
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -1130,6 +1131,15 @@ async def test_an_update_is_stored_once_and_pending_until_handled(store: JobStor
     assert await store.pending_updates("telegram") == [(701, {"update_id": 701})]
     # Handled, it is still known: a re-send of it is not handled again.
     assert await store.store_update("telegram", 700, UPDATE) is False
+
+
+async def test_a_batch_of_updates_is_stored_at_once(store: JobStore) -> None:
+    await store.store_update("telegram", 701, {"update_id": 701})
+    batch: list[tuple[int, dict[str, Any]]] = [(700, UPDATE), (701, {"update_id": 701})]
+    batch.append((702, {"update_id": 702}))
+    assert await store.store_updates("telegram", batch) == [700, 702]  # 701 came before
+    assert await store.store_updates("telegram", []) == []
+    assert [u for u, _ in await store.pending_updates("telegram")] == [700, 701, 702]
 
 
 async def test_handled_updates_are_pruned_below_an_offset_or_by_age(

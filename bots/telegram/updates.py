@@ -40,12 +40,20 @@ class InboxDispatcher:
         self._pruned_at = time.monotonic()
 
     async def receive(self, payload: dict[str, Any]) -> None:
-        """A new update from Telegram: stored, then handled unless it came before."""
+        """A new update from Telegram (a webhook call): stored, then handled unless it came
+        before."""
         update = Update.de_json(payload, self.app.bot)
         if await self.inbox.receive(update.update_id, payload):
             self._dispatch(update)
         if time.monotonic() - self._pruned_at > PRUNE_EVERY_SECONDS:
             await self._prune_old()
+
+    async def receive_many(self, updates: list[Update]) -> None:
+        """One getUpdates answer: stored in one go, then the new ones handled."""
+        fresh = await self.inbox.receive_many([(u.update_id, u.to_dict()) for u in updates])
+        for update in updates:
+            if update.update_id in fresh:
+                self._dispatch(update)
 
     async def _prune_old(self) -> None:
         """Forget handled updates Telegram no longer keeps (a webhook has no offset to say so)."""
@@ -133,9 +141,9 @@ class InboxPoller:
             if self.offset is not None:
                 crash_point("offset_confirmed")
                 await self.dispatcher.inbox.prune(below=self.offset)
-            for update in updates:
-                await self.dispatcher.receive(update.to_dict())
-                self.offset = update.update_id + 1
+            if updates:
+                await self.dispatcher.receive_many(updates)
+                self.offset = updates[-1].update_id + 1
 
 
 def _seconds(value: Any) -> float:

@@ -8,9 +8,11 @@ same transaction as the job it admitted (`TAKE_UPDATE`, run by `reserve_job`) or
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any, Final
 
 from core.store.access import SqlAccess
+from core.store.dialect import Tx
 
 STORE_UPDATE: Final = (
     "INSERT INTO inbox (platform, update_id, payload, state, received_at) "
@@ -38,6 +40,23 @@ class InboxRows:
             STORE_UPDATE, platform, update_id, self.dialect.json_param(payload), self._clock()
         )
         return bool(rows)
+
+    async def store_updates(
+        self: SqlAccess, platform: str, updates: Sequence[tuple[int, dict[str, Any]]]
+    ) -> list[int]:
+        """Keep a batch of updates (one getUpdates answer) in one transaction; the ids of those
+        new to the store."""
+        now = self._clock()
+        json_param = self.dialect.json_param
+
+        async def work(tx: Tx) -> list[int]:
+            fresh = []
+            for update_id, payload in updates:
+                if await tx.fetchval(STORE_UPDATE, platform, update_id, json_param(payload), now):
+                    fresh.append(update_id)
+            return fresh
+
+        return await self._transaction(work) if updates else []
 
     async def pending_updates(
         self: SqlAccess, platform: str, limit: int = 1000

@@ -255,6 +255,12 @@ class JobStore(Protocol):
         """Keep an incoming update as pending (`core.inbox`); False when it was stored before."""
         ...
 
+    async def store_updates(
+        self, platform: str, updates: Sequence[tuple[int, dict[str, Any]]]
+    ) -> list[int]:
+        """`store_update` for a batch, in one transaction; the ids of those new to the store."""
+        ...
+
     async def pending_updates(
         self, platform: str, limit: int = 1000
     ) -> list[tuple[int, dict[str, Any]]]:
