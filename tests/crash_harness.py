@@ -28,8 +28,10 @@ ROOT = Path(__file__).resolve().parent.parent
 UPSTREAM_KEY = "sk-upstream-test-key-0123456789"
 FAILING_FIDELITY = 0.7
 """A photo sent with this fidelity is refused by the upstream (HTTP 500): its job fails."""
-FAILURE_TEXT = "the retouch service is unavailable right now"
-"""What the user whose job failed is told (part of the English failure line)."""
+FAILURE_LINE = "Sorry, I couldn't retouch that photo"
+"""How the English line that tells a user their job failed begins."""
+UPSTREAM_FAILED = "the retouch service is unavailable right now"
+"""The reason that line gives when the upstream refused the photo."""
 
 
 class FailsOnFidelity(Reply):
@@ -100,8 +102,12 @@ def photo_messages(tg: FakeTelegram, chat_id: int) -> list[ChatMessage]:
     return [message for message in tg.sent_to(chat_id) if message.kind == "photo"]
 
 
-def told_failure(tg: FakeTelegram, chat_id: int) -> bool:
-    return any(FAILURE_TEXT in (message.text or "") for message in tg.sent_to(chat_id))
+def told_failure(tg: FakeTelegram, chat_id: int, reason: str = "") -> bool:
+    """Whether the chat was told a job failed (for `reason`, when one is given)."""
+    return any(
+        FAILURE_LINE in (message.text or "") and reason in (message.text or "")
+        for message in tg.sent_to(chat_id)
+    )
 
 
 @dataclass(frozen=True)

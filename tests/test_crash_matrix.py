@@ -25,6 +25,7 @@ import pytest
 from bots.telegram.keyboards import CANCEL
 from core.crash import CRASH_POINTS
 from tests.crash_harness import (
+    UPSTREAM_FAILED,
     FailsOnFidelity,
     bot_env,
     ended,
@@ -99,13 +100,13 @@ async def kill_and_restart(point: str, tmp_path: Path, portrait: bytes, *, webho
         second = await start_bot(env, tmp_path)
         try:
             # Each job's settlement is followed by a Bot API call (the status line), so the
-            # store is looked at again after it. A kill right after Carol's failure committed
-            # can cost her the notice (never the refund): the failure is told once committed.
+            # store is looked at again after it. A failure committed but left untold by the
+            # kill is told at the start.
             await tg.wait_until(
                 lambda: (
                     len(tg.calls_to("getMe")) > started
                     and all(photos_of(tg, user.id) >= 1 for user in SERVED)
-                    and (told_failure(tg, CAROL.id) or point == "state:failed")
+                    and told_failure(tg, CAROL.id, UPSTREAM_FAILED)
                     and unfinished(database) == 0
                 ),
                 timeout=60,
