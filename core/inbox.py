@@ -14,13 +14,15 @@ admits no job is marked done when its handlers return.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import logging
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Iterator, Sequence
 from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Any, Final
 
 from core.crash import crash_point
+from core.platform import RetouchRequest
 from core.store import JobStore
 
 log = logging.getLogger("retouch.inbox")
@@ -57,6 +59,20 @@ def give_back_update(update_id: int | None) -> None:
     handling = _handling.get()
     if handling is not None and handling.update_id == update_id:
         handling.taken = False
+
+
+@contextlib.contextmanager
+def carrying_update(request: RetouchRequest) -> Iterator[RetouchRequest]:
+    """`request` with the update being handled (the first job of it only); given back if the
+    block raises (the reservation was refused)."""
+    if request.source_update is None:
+        update = take_current_update(request.platform)
+        request = dataclasses.replace(request, source_update=update)
+    try:
+        yield request
+    except BaseException:
+        give_back_update(request.source_update)
+        raise
 
 
 class Inbox:

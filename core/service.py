@@ -15,7 +15,6 @@ exactly as a restart resumes its own. With one replica every claim succeeds.
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import logging
 import socket
 import time
@@ -28,16 +27,11 @@ from core.admission import Admission, User
 from core.backend import RetouchBackend
 from core.claims import ClaimKeeper
 from core.crash import arm, crash_point
-from core.delivery import deliver_with_retries
-from core.errors import (
-    CancelledJobError,
-    InputGoneError,
-    RetouchError,
-    ShuttingDownError,
-    recalled_failure,
-)
+from core.delivery import SentResults, deliver_with_retries
+from core.endings import Endings
+from core.errors import CancelledJobError, InputGoneError, RetouchError, ShuttingDownError
 from core.imaging import ImageLimits
-from core.inbox import Inbox, give_back_update, take_current_update
+from core.inbox import Inbox, carrying_update
 from core.jobs import UNFINISHED_STATES, Job, JobState, Platform
 from core.logs import current_job
 from core.pipeline import retouch_photo
@@ -149,6 +143,11 @@ class RetouchService(UserAccounts):
         self._sleep = sleep
         arm(settings.jobs_crash_at)
         self._hooks: dict[str, PlatformHooks] = {}
+        self.sent = SentResults(store)
+        """Where the adapter records a delivered result's message at once (`record`)."""
+        self.endings = Endings(
+            store, self._emit, replica_id=self.replica_id, platforms=lambda: self._hooks
+        )
         self._queue = RunQueue()
         self._local: dict[str, _Local] = {}
         self._workers: list[asyncio.Task[None]] = []
@@ -163,12 +162,12 @@ class RetouchService(UserAccounts):
         self._hooks[platform] = hooks
 
     async def start(self) -> None:
-        """Sweep stale files, resume unfinished jobs and tell failures left untold, then start
-        the workers and admit requests."""
+        """Sweep stale files, resume unfinished jobs, tell endings left untold, then start the
+        workers and admit requests."""
         await self.results.create_folder()
         await self.retention.start()
         await self.claims.recover()
-        await self.tell_untold()
+        await self.endings.tell_untold()
         self._workers = [
             asyncio.create_task(self._worker(), name=f"retouch-worker-{n}")
             for n in range(self.settings.max_concurrent_jobs)
@@ -210,14 +209,8 @@ class RetouchService(UserAccounts):
                 raise ShuttingDownError(
                     "The bot is restarting; please send the photo again shortly."
                 )
-            if request.source_update is None:
-                update = take_current_update(request.platform)
-                request = dataclasses.replace(request, source_update=update)
-            try:
+            with carrying_update(request) as request:
                 job = await self.admission.admit(request, owner=self.replica_id)
-            except BaseException:
-                give_back_update(request.source_update)
-                raise
         except RetouchError as exc:
             if self.on_rejected is not None:
                 self.on_rejected(request.platform, exc)
@@ -258,7 +251,7 @@ class RetouchService(UserAccounts):
                 local.task.cancel()
         self._drop(job_id)
         self._log_finished(cancelled)
-        await self._tell_ending(JobEvent("cancelled", cancelled))
+        await self.endings.tell(JobEvent("cancelled", cancelled))
         return True
 
     # --- per-user data (the rest is in `UserAccounts`) ------------------------------------
@@ -418,33 +411,7 @@ class RetouchService(UserAccounts):
             await self.results.discard([failed.result_path])
         self._drop(failed.id)
         self._log_finished(failed, f": {error.code} ({error})")
-        await self._tell_ending(JobEvent("failed", failed, error=error))
-
-    async def _tell_ending(self, event: JobEvent) -> None:
-        """Tell the user the job failed or was cancelled, then note it: a kill before the note
-        tells them again at the next start (`tell_untold`), so no ending goes unheard."""
-        await self._emit(event)
-        await self.store.record_told(event.job.id)
-
-    async def tell_untold(self) -> int:
-        """Tell the failures and cancels this replica committed but did not get to tell before
-        it stopped; how many."""
-        untold = await self.store.untold_endings(self.replica_id)
-        for job in untold:
-            if job.platform not in self._hooks:
-                continue  # told when that adapter runs here
-            failed = job.state == "failed"
-            error = recalled_failure(job.error_code or "internal") if failed else None
-            await self._tell_ending(JobEvent(job.state, job, error=error))
-        return len(untold)
-
-    async def record_sent(self, job: Job, sent_ref: str) -> None:
-        """The adapter's upload of the job's result was accepted as `sent_ref`: record it at
-        once, so a restart before `done` does not send it again (the window left is between
-        the platform's answer and this write)."""
-        crash_point("upload_sent")
-        await self.store.record_sent(job.id, sent_ref)
-        crash_point("sent_recorded")
+        await self.endings.tell(JobEvent("failed", failed, error=error))
 
     def inbox(self, platform: Platform) -> Inbox:
         """The durable inbox the adapter stores `platform`'s updates in (`core.inbox`)."""

@@ -869,10 +869,10 @@ async def test_a_failure_left_untold_is_told_at_the_next_start(
     )
     failed = await service.store.transition(other.id, "failed", expect=["queued"], error_code="x")
     assert failed is not None and failed.sent_ref is None  # committed, never told
-    assert await service.tell_untold() == 1
+    assert await service.endings.tell_untold() == 1
     [event] = [e for e in hooks.events if e.job.id == other.id]
     assert event.kind == "failed" and event.error is not None and event.error.code == "x"
     stored = await service.store.get_job(other.id)
     assert stored is not None and stored.sent_ref == "told"
-    assert await service.tell_untold() == 0
+    assert await service.endings.tell_untold() == 0
     assert await service.store.untold_endings(service.replica_id) == []

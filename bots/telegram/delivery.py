@@ -135,13 +135,13 @@ class Delivery:
             sent = await patiently(
                 lambda: self.bot.send_document(document=result, filename=name, **common)
             )
-            await self.service.record_sent(job, str(sent.message_id))
+            await self.service.sent.record(job, str(sent.message_id))
             return
         sent = await patiently(
             lambda: self.bot.send_photo(photo=result, filename="retouched.jpg", **common)
         )
         # Recorded before anything else is awaited: a restart then does not send it again.
-        await self.service.record_sent(job, str(sent.message_id))
+        await self.service.sent.record(job, str(sent.message_id))
         if self.send_file_too:
             try:
                 await patiently(
@@ -162,7 +162,7 @@ class Delivery:
                 for i, data in enumerate(results.values())
             ]
             sent = await patiently(lambda: self.bot.send_media_group(media=media, **target.where()))
-            await self.service.record_sent(job, str(sent[0].message_id))
+            await self.service.sent.record(job, str(sent[0].message_id))
 
         return send
 
