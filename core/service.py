@@ -23,7 +23,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 from core.accounts import UserAccounts
-from core.admission import Admission, User
+from core.admission import Admission
 from core.backend import RetouchBackend
 from core.claims import ClaimKeeper
 from core.delivery import deliver_with_retries
@@ -59,10 +59,9 @@ _WAITING: tuple[JobState, ...] = ("queued", "running")
 class _Local:
     """What this process holds for a job besides its row: the input and the task running it.
 
-    A job is in `_local` exactly while this replica holds it and counts it as in flight.
+    A job is in `_local` exactly while this replica holds it.
     """
 
-    user: User
     attempts: int = 0
     """Runs the job had before it was queued here (0 for a new one)."""
     image: bytes | None = None
@@ -203,7 +202,7 @@ class RetouchService(UserAccounts):
             if self.on_rejected is not None:
                 self.on_rejected(request.platform, exc)
             raise
-        self._local[job.id] = _Local((job.platform, job.user_id), image=request.image)
+        self._local[job.id] = _Local(image=request.image)
         position = await self._queue.put(job.id)
         await self._emit(JobEvent("queued", job, position=position))
         return job, position
@@ -406,9 +405,7 @@ class RetouchService(UserAccounts):
 
     def _drop(self, job_id: str) -> None:
         """Forget a job here (settled, or no longer ours); no-op when already forgotten."""
-        local = self._local.pop(job_id, None)
-        if local is not None:
-            self.admission.release(local.user)
+        self._local.pop(job_id, None)
 
     def _hooks_for(self, job: Job) -> PlatformHooks:
         hooks = self._hooks.get(job.platform)
@@ -453,8 +450,7 @@ class RetouchService(UserAccounts):
         """Continue a job this replica has just claimed, from the state it was left in."""
         if job.id in self._local:
             return
-        local = self._local[job.id] = _Local((job.platform, job.user_id), job.attempts)
-        self.admission.hold(local.user)
+        local = self._local[job.id] = _Local(job.attempts)
         if job.attempts >= self.settings.jobs_max_attempts and job.state != "delivering":
             await self._fail(job, RetouchError("the job failed too many times"))
             return

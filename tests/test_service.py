@@ -24,6 +24,7 @@ from core.errors import (
     AccessDeniedError,
     FidelityError,
     RateLimitedError,
+    RetouchError,
     ShuttingDownError,
     TooManyInFlightError,
 )
@@ -760,3 +761,65 @@ async def test_every_finished_job_leaves_one_info_line_without_personal_data(
     assert all(r.levelno == logging.INFO for r in caplog.records if "job " in r.getMessage())
     for record in caplog.records:
         assert user not in record.getMessage() and chat not in record.getMessage()
+
+
+async def submit_many(
+    services: list[RetouchService], n: int, image: bytes
+) -> tuple[list[Job], list[RetouchError]]:
+    """`n` simultaneous requests of one user, spread over `services`: (admitted, refusals)."""
+    results = await asyncio.gather(
+        *(services[i % len(services)].submit(request_for("1", image)) for i in range(n)),
+        return_exceptions=True,
+    )
+    admitted = [r[0] for r in results if not isinstance(r, BaseException)]
+    refused = [r for r in results if isinstance(r, BaseException)]
+    assert all(isinstance(r, RetouchError) for r in refused), refused[:3]
+    return admitted, [r for r in refused if isinstance(r, RetouchError)]
+
+
+async def test_the_in_flight_limit_is_exact_across_replicas(
+    make_service: ServiceFactory, portrait_bytes: bytes
+) -> None:
+    clock = Clock()
+    backend = EchoBackend(gated=True)
+    limits = {"quota_max_in_flight_per_user": 3, "quota_per_user_per_day": 1000}
+    a, a_hooks = await make_service(backend=backend, clock=clock, replica_id="a", **limits)
+    b, b_hooks = await make_service(backend=backend, clock=clock, replica_id="b", **limits)
+
+    admitted, refused = await submit_many([a, b], 100, portrait_bytes)
+
+    assert len(admitted) == 3
+    assert all(isinstance(exc, TooManyInFlightError) for exc in refused), refused[:3]
+    assert refused[0].params["limit"] == 3
+    assert await used(a, "1") == 3  # a refusal costs nothing
+    backend.gate.set()
+    await a_hooks.wait_for("done", sum(job.owner == "a" for job in admitted))
+    await b_hooks.wait_for("done", sum(job.owner == "b" for job in admitted))
+    # Finished jobs leave room again, whichever replica ran them.
+    backend.gate.clear()
+    assert len((await submit_many([b, a], 10, portrait_bytes))[0]) == 3
+
+
+async def test_the_burst_limit_is_exact_across_replicas(
+    make_service: ServiceFactory, portrait_bytes: bytes
+) -> None:
+    clock = Clock()
+    limits = {
+        "quota_max_in_flight_per_user": 1000,
+        "quota_burst_per_minute": 7,
+        "quota_per_user_per_day": 1000,
+    }
+    a, _ = await make_service(clock=clock, replica_id="a", **limits)
+    b, _ = await make_service(clock=clock, replica_id="b", **limits)
+
+    admitted, refused = await submit_many([a, b], 100, portrait_bytes)
+
+    assert len(admitted) == 7
+    assert all(isinstance(exc, RateLimitedError) for exc in refused), refused[:3]
+    assert {exc.params["retry_after"] for exc in refused} == {60}
+    clock.now += 30
+    with pytest.raises(RateLimitedError) as caught:
+        await b.submit(request_for("1", portrait_bytes))
+    assert caught.value.params["retry_after"] == 30
+    clock.now += 31  # the first minute's admissions have left the window
+    assert len((await submit_many([b, a], 20, portrait_bytes))[0]) == 7

@@ -5,6 +5,10 @@ a read followed by a write, so it stays exact when many transactions of one user
 on PostgreSQL the upsert locks the counter row and re-reads its latest value; on SQLite one
 writer runs at a time anyway. Rows are always taken in the order user day -> credits -> chat day
 (a refund locks the job row first), so two transactions never wait for each other in a cycle.
+
+The user's load (jobs in flight, admissions in the last minute) is counted in the same
+transaction, after a per-user lock (`Dialect.lock_user`, taken before any row) on PostgreSQL, so
+any number of replicas together admit exactly the limits.
 """
 
 from __future__ import annotations
@@ -12,9 +16,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Final
 
-from core.errors import ChatQuotaExceededError, QuotaExceededError
+from core.errors import (
+    ChatQuotaExceededError,
+    QuotaExceededError,
+    RateLimitedError,
+    TooManyInFlightError,
+)
 from core.jobs import Job, NewJob, Paid
-from core.store.dialect import Row, Tx
+from core.store.dialect import UNFINISHED_SQL, Row, Tx
 from core.store.protocol import Usage
 from core.store.schema import INSERT_JOB, job_params
 
@@ -50,6 +59,16 @@ USAGE: Final = (
 )
 """A user's count on a day and credit balance, each NULL when there is no row."""
 CHAT_USAGE: Final = "SELECT used FROM chat_usage WHERE platform = $1 AND chat_id = $2 AND day = $3"
+USER_LOAD: Final = (
+    "SELECT f.n, r.n, r.oldest FROM "  # noqa: S608
+    "(SELECT COUNT(*) AS n FROM jobs WHERE platform = $1 AND user_id = $2 "
+    f"AND state IN ({UNFINISHED_SQL})) f, "
+    "(SELECT COUNT(*) AS n, MIN(created_at) AS oldest FROM jobs "
+    "WHERE platform = $1 AND user_id = $2 AND created_at > $3) r"
+)
+"""A user's jobs in flight, and the number and oldest creation time of those created after $3."""
+BURST_WINDOW: Final = 60.0
+"""Seconds the burst limit looks back."""
 
 
 def usage_from(row: Row | None) -> Usage:
@@ -68,6 +87,15 @@ class Reservation:
     chat_limit: int | None
     owner: str | None
     now: float
+    max_in_flight: int | None = None
+    """The user's unfinished jobs allowed, this one included; None for no limit."""
+    max_per_minute: int | None = None
+    """The user's jobs allowed in the last `BURST_WINDOW` seconds, this one included."""
+
+    @property
+    def limits_load(self) -> bool:
+        """Whether the user's load (in flight, last minute) is checked."""
+        return self.max_in_flight is not None or self.max_per_minute is not None
 
     def row(self, paid: Paid) -> Job:
         """The queued job as it is inserted, paid `paid`."""
@@ -83,10 +111,12 @@ class Reservation:
 async def reserve_job(tx: Tx, r: Reservation) -> Job:
     """Pay for the job (daily allowance, else a credit; and the chat's allowance) and insert it.
 
-    Raises `QuotaExceededError` / `ChatQuotaExceededError`; the caller's transaction then rolls
-    back whatever was counted.
+    Raises `TooManyInFlightError` / `RateLimitedError` (see `check_load`), `QuotaExceededError`
+    / `ChatQuotaExceededError`; the caller's transaction then rolls back whatever was counted.
     """
     user = (r.job.platform, r.job.user_id)
+    if r.limits_load:
+        await check_load(tx, r)
     counted = await tx.fetchval(COUNT_USER, *user, r.day, r.user_limit) is not None
     paid: Paid
     if r.user_limit is None:  # counted all the same
@@ -120,6 +150,28 @@ async def reserve_job(tx: Tx, r: Reservation) -> Job:
     job = r.row(paid)
     await tx.execute(INSERT_JOB, *job_params(job, tx.dialect))
     return job
+
+
+async def check_load(tx: Tx, r: Reservation) -> None:
+    """Refuse the job if the user has `max_in_flight` jobs unfinished, or `max_per_minute`
+    created within the last minute; the user is locked first where the database needs it."""
+    user = (r.job.platform, r.job.user_id)
+    if tx.dialect.lock_user:
+        await tx.fetchval(tx.dialect.lock_user, *user)
+    row = await tx.fetchrow(USER_LOAD, *user, r.now - BURST_WINDOW)
+    in_flight, recent, oldest = row if row is not None else (0, 0, r.now)
+    if r.max_in_flight is not None and in_flight >= r.max_in_flight:
+        raise TooManyInFlightError(
+            f"You already have {in_flight} photos in progress; wait for them to finish.",
+            limit=r.max_in_flight,
+        )
+    if r.max_per_minute is not None and recent >= r.max_per_minute:
+        retry_after = max(1, round(float(oldest) + BURST_WINDOW - r.now))
+        raise RateLimitedError(
+            f"Too many photos in a minute; try again in {retry_after} s.",
+            retry_after=retry_after,
+            limit=r.max_per_minute,
+        )
 
 
 async def refund_job(tx: Tx, job_id: str, now: float) -> bool:

@@ -211,9 +211,10 @@ class PostgresStore(SqlStore):
             return await work(PgTx(conn))
 
     async def _reserve_at_once(self, reservation: Reservation) -> Job | None:
-        """The daily allowance (or no limit) pays and no chat limit applies: one statement."""
+        """The daily allowance (or no limit) pays, and no chat limit or load limit applies: one
+        statement."""
         r = reservation
-        if r.chat_limit is not None or r.user_limit == 0:
+        if r.chat_limit is not None or r.user_limit == 0 or r.limits_load:
             return None
         job = r.row("free" if r.user_limit is None else "daily")
         counted = await self._fetch(
