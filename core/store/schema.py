@@ -119,6 +119,12 @@ MIGRATIONS: Final[list[tuple[str, ...]]] = [
         )""",
         "ALTER TABLE jobs ADD COLUMN refs_erased_at {real}",
     ),
+    # 4: a user's unfinished jobs, which every reservation counts (the in-flight limit) without
+    # reading their whole history. (Numbered 5 once the inbox's migration 4 is in.)
+    (
+        "CREATE INDEX jobs_unfinished_by_user ON jobs (platform, user_id) "
+        f"WHERE state IN ({UNFINISHED_SQL})",
+    ),
 ]
 """Schema changes in order, as templates; the schema version is the number applied."""
 
