@@ -15,6 +15,7 @@ exactly as a restart resumes its own. With one replica every claim succeeds.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import socket
 import time
@@ -22,6 +23,7 @@ import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
+from core import worker_slot
 from core.accounts import UserAccounts
 from core.admission import Admission
 from core.backend import RetouchBackend
@@ -271,23 +273,34 @@ class RetouchService(UserAccounts):
             local = self._local.get(job_id)
             if local is None:
                 continue  # settled (cancelled) or taken over while it waited
+            given_back = asyncio.Event()
             task = local.task = asyncio.create_task(
-                self._guarded(job_id, local), name=f"job-{job_id}"
+                self._guarded(job_id, local, given_back.set), name=f"job-{job_id}"
             )
+            # The job ends, or gives its worker back to wait outside the pool (an album photo
+            # waiting for its siblings, `core.worker_slot`); then it settles on its own.
+            task.add_done_callback(functools.partial(self._ended, job_id, local))
+            waiting = asyncio.create_task(given_back.wait())
             try:
                 # wait() rather than await: stopping the worker must not cancel the job itself.
-                await asyncio.wait([task])
+                await asyncio.wait([task, waiting], return_when=asyncio.FIRST_COMPLETED)
             finally:
-                local.task = None
-            if not task.cancelled() and task.exception() is not None:
-                # The store failed under it. Dropped here, its claim goes stale and the job is
-                # adopted again (by this replica or another) once the store answers.
-                log.error("job %s stopped on an error", job_id, exc_info=task.exception())
-                self._drop(job_id)
+                waiting.cancel()
 
-    async def _guarded(self, job_id: str, local: _Local) -> None:
+    def _ended(self, job_id: str, local: _Local, task: asyncio.Task[None]) -> None:
+        """A job's task is over: it no longer runs here, and an error it stopped on is logged."""
+        if local.task is task:
+            local.task = None
+        if not task.cancelled() and task.exception() is not None:
+            # The store failed under it. Dropped here, its claim goes stale and the job is
+            # adopted again (by this replica or another) once the store answers.
+            log.error("job %s stopped on an error", job_id, exc_info=task.exception())
+            self._drop(job_id)
+
+    async def _guarded(self, job_id: str, local: _Local, give_back: Callable[[], None]) -> None:
         """Run one job; a cancel by its requester or a shutdown past the deadline ends it."""
         current_job.set(job_id)  # this task's log lines carry the job id
+        worker_slot.bind(give_back)
         try:
             await self._run(job_id, local)
         except asyncio.CancelledError:

@@ -20,6 +20,7 @@ from typing import Any
 
 import pytest
 
+from core import worker_slot
 from core.errors import (
     AccessDeniedError,
     FidelityError,
@@ -823,3 +824,35 @@ async def test_the_burst_limit_is_exact_across_replicas(
     assert caught.value.params["retry_after"] == 30
     clock.now += 31  # the first minute's admissions have left the window
     assert len((await submit_many([b, a], 20, portrait_bytes))[0]) == 7
+
+
+class ParkingHooks(RecordingHooks):
+    """Deliveries of the first user's jobs give their worker back, then wait for `release`."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.release = asyncio.Event()
+
+    async def deliver(self, job: Job, result: bytes) -> None:
+        if job.user_id == "parked":
+            worker_slot.give_back_worker()
+            worker_slot.give_back_worker()  # twice is once
+            await self.release.wait()
+        await super().deliver(job, result)
+
+
+async def test_a_job_that_gives_its_worker_back_lets_the_next_one_run(
+    make_service: ServiceFactory, portrait_bytes: bytes
+) -> None:
+    hooks = ParkingHooks()
+    service, _ = await make_service(hooks=hooks, max_concurrent_jobs=1)
+    parked = [(await service.submit(request_for("parked", portrait_bytes)))[0] for _ in range(3)]
+    await service.submit(request_for("2", portrait_bytes))
+
+    await hooks.wait_for("done", 1)  # with its only worker lent out three times
+    assert [job.user_id for job, _ in hooks.delivered] == ["2"]
+    assert service.running_count == 3  # the parked ones still run, outside the pool
+    hooks.release.set()
+    await hooks.wait_for("done", 4)
+    assert sorted(job.id for job, _ in hooks.delivered[1:]) == sorted(job.id for job in parked)
+    assert service.running_count == 0
