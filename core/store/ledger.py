@@ -35,6 +35,22 @@ COUNT_USER: Final = (
     "ON CONFLICT (platform, user_id, day) DO UPDATE SET used = u.used + 1 "
     "WHERE CAST($4 AS integer) IS NULL OR u.used < CAST($4 AS integer) RETURNING used"
 )
+ROOM: Final = (
+    "(CAST($5 AS integer) IS NULL OR (SELECT COUNT(*) FROM jobs "  # noqa: S608
+    f"WHERE platform = $1 AND user_id = $2 AND state IN ({UNFINISHED_SQL})) < CAST($5 AS integer)) "
+    "AND (CAST($7 AS integer) IS NULL OR (SELECT COUNT(*) FROM jobs "
+    "WHERE platform = $1 AND user_id = $2 AND created_at > $6) < CAST($7 AS integer))"
+)
+"""The user ($1, $2) has fewer than $5 jobs unfinished and fewer than $7 created after $6 (a NULL
+limit always holds)."""
+COUNT_USER_IF_ROOM: Final = (
+    "INSERT INTO daily_usage AS u (platform, user_id, day, used) "
+    "SELECT $1, $2, $3, 1 WHERE (CAST($4 AS integer) IS NULL OR CAST($4 AS integer) > 0) "
+    f"AND {ROOM} "
+    "ON CONFLICT (platform, user_id, day) DO UPDATE SET used = u.used + 1 "
+    "WHERE CAST($4 AS integer) IS NULL OR u.used < CAST($4 AS integer) RETURNING used"
+)
+"""`COUNT_USER`, only while the user has `ROOM`: no row comes back when either is full."""
 COUNT_CHAT: Final = (
     "INSERT INTO chat_usage AS c (platform, chat_id, day, used) "
     "SELECT $1, $2, $3, 1 WHERE CAST($4 AS integer) > 0 "
@@ -97,6 +113,12 @@ class Reservation:
         """Whether the user's load (in flight, last minute) is checked."""
         return self.max_in_flight is not None or self.max_per_minute is not None
 
+    def room_params(self) -> tuple[object, ...]:
+        """The parameters $1...$7 of `COUNT_USER_IF_ROOM`."""
+        since = self.now - BURST_WINDOW
+        user = (self.job.platform, self.job.user_id)
+        return (*user, self.day, self.user_limit, self.max_in_flight, since, self.max_per_minute)
+
     def row(self, paid: Paid) -> Job:
         """The queued job as it is inserted, paid `paid`."""
         return self.job.reserved(
@@ -115,9 +137,14 @@ async def reserve_job(tx: Tx, r: Reservation) -> Job:
     / `ChatQuotaExceededError`; the caller's transaction then rolls back whatever was counted.
     """
     user = (r.job.platform, r.job.user_id)
-    if r.limits_load:
-        await check_load(tx, r)
-    counted = await tx.fetchval(COUNT_USER, *user, r.day, r.user_limit) is not None
+    if not r.limits_load:
+        counted = await tx.fetchval(COUNT_USER, *user, r.day, r.user_limit) is not None
+    else:
+        if tx.dialect.lock_user:
+            await tx.fetchval(tx.dialect.lock_user, *user)
+        counted = await tx.fetchval(COUNT_USER_IF_ROOM, *r.room_params()) is not None
+        if not counted:  # the day is full, or the user's load: refused if it is the load
+            await check_load(tx, r)
     paid: Paid
     if r.user_limit is None:  # counted all the same
         paid = "free"
@@ -154,10 +181,8 @@ async def reserve_job(tx: Tx, r: Reservation) -> Job:
 
 async def check_load(tx: Tx, r: Reservation) -> None:
     """Refuse the job if the user has `max_in_flight` jobs unfinished, or `max_per_minute`
-    created within the last minute; the user is locked first where the database needs it."""
+    created within the last minute (the user already locked where the database needs it)."""
     user = (r.job.platform, r.job.user_id)
-    if tx.dialect.lock_user:
-        await tx.fetchval(tx.dialect.lock_user, *user)
     row = await tx.fetchrow(USER_LOAD, *user, r.now - BURST_WINDOW)
     in_flight, recent, oldest = row if row is not None else (0, 0, r.now)
     if r.max_in_flight is not None and in_flight >= r.max_in_flight:
