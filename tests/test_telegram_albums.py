@@ -13,6 +13,7 @@ import pytest
 from bots.telegram.albums import OutgoingAlbums, album_chunks
 from tests.fake_telegram import User
 from tests.test_telegram_bot import ALICE, GROUP, Harness, bot, upstream_fidelities
+from tests.upstream_fakes import ErrorJson
 
 __all__ = ["bot"]  # the fixture, shared with the other Telegram tests
 
@@ -62,6 +63,19 @@ async def test_every_photo_of_a_captioned_album_in_a_group_is_a_job(
     assert upstream_fidelities(bot.upstream) == [0.5, 0.5, 0.5]
     results = [m for m in bot.tg.sent_to(GROUP) if m.kind == "photo"]
     assert {m.reply_to_message_id for m in results} <= {p["message_id"] for p in parts}
+
+
+async def test_the_rest_of_an_album_whose_photo_failed_still_comes_back_as_one(
+    bot: Harness, portrait_bytes: bytes
+) -> None:
+    await bot.start()
+    bot.upstream.script(ErrorJson(400, "no face detected", code="no_face"))
+    bot.tg.send_album(ALICE.id, ALICE, [portrait_bytes] * 3)
+
+    [call] = await bot.tg.wait_for("sendMediaGroup", answered=True)
+    assert len(call.params["media"]) == 2
+    await bot.text_containing(ALICE.id, "face")
+    assert bot.tg.calls_to("sendPhoto") == []
 
 
 async def test_an_album_nobody_addressed_in_a_group_passes_in_silence(
