@@ -75,6 +75,14 @@ class _Local:
     """The result is being handed to the chat: shutdown lets that finish."""
 
 
+def _set_uploading(local: _Local, uploading: bool) -> None:
+    local.uploading = uploading
+
+
+def _no_worker() -> None:
+    """A job resumed to be delivered runs outside the pool: it has no worker to give back."""
+
+
 def default_replica_id() -> str:
     """The host name: unique per container or machine, and the same after a restart."""
     return socket.gethostname() or uuid.uuid4().hex
@@ -300,7 +308,7 @@ class RetouchService(UserAccounts):
     async def _guarded(self, job_id: str, local: _Local, give_back: Callable[[], None]) -> None:
         """Run one job; a cancel by its requester or a shutdown past the deadline ends it."""
         current_job.set(job_id)  # this task's log lines carry the job id
-        worker_slot.bind(give_back)
+        worker_slot.bind(worker_slot.Hold(give_back, functools.partial(_set_uploading, local)))
         try:
             await self._run(job_id, local)
         except asyncio.CancelledError:
@@ -499,6 +507,9 @@ class RetouchService(UserAccounts):
 
     async def _redeliver(self, job: Job) -> None:
         current_job.set(job.id)
+        local = self._local.get(job.id)
+        if local is not None:  # no worker to give back; an upload it can say it is not
+            worker_slot.bind(worker_slot.Hold(_no_worker, functools.partial(_set_uploading, local)))
         try:
             await self._deliver(job)
         finally:

@@ -856,3 +856,22 @@ async def test_a_job_that_gives_its_worker_back_lets_the_next_one_run(
     await hooks.wait_for("done", 4)
     assert sorted(job.id for job, _ in hooks.delivered[1:]) == sorted(job.id for job in parked)
     assert service.running_count == 0
+
+
+async def test_shutdown_stops_a_job_that_only_waits_and_the_next_start_delivers_it(
+    make_service: ServiceFactory, portrait_bytes: bytes, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("core.service.UPLOAD_DRAIN_SECONDS", 1000.0)  # drained: the test hangs
+    hooks = ParkingHooks()
+    service, _ = await make_service(hooks=hooks, replica_id="a")
+    job, _ = await service.submit(request_for("parked", portrait_bytes))
+    await hooks.wait_for("delivering")
+
+    async with asyncio.timeout(10):
+        await service.shutdown(grace=0)
+    stored = await service.store.get_job(job.id)
+    assert stored is not None and stored.state == "delivering"  # its result kept for the next
+
+    _, again = await make_service(replica_id="a")
+    await again.wait_for("done")
+    assert [(j.id, data) for j, data in again.delivered] == [(job.id, portrait_bytes)]

@@ -13,7 +13,7 @@ import pytest
 from bots.telegram.albums import OutgoingAlbums, album_chunks
 from tests.fake_telegram import User
 from tests.test_telegram_bot import ALICE, GROUP, Harness, bot, upstream_fidelities
-from tests.upstream_fakes import ErrorJson
+from tests.upstream_fakes import ErrorJson, Gate
 
 __all__ = ["bot"]  # the fixture, shared with the other Telegram tests
 
@@ -38,6 +38,27 @@ async def test_an_album_larger_than_the_in_flight_limit_sends_what_was_admitted_
     bot.tg.send_text(ALICE.id, ALICE, "/quota")
     await bot.text_containing(ALICE.id, "used 2 of")
     assert bot.tg.calls_to("sendPhoto") == []
+
+
+async def test_after_a_restart_an_album_still_goes_out_without_its_refused_photos(
+    bot: Harness, portrait_bytes: bytes
+) -> None:
+    gate = Gate()
+    bot.upstream.script(gate)  # the first photo is held upstream; the second is done at once
+    await bot.start(quota_max_in_flight_per_user=2)
+    bot.tg.send_album(ALICE.id, ALICE, [portrait_bytes] * 4)
+    await bot.text_containing(ALICE.id, "in progress")
+    await gate.wait_entered()
+    await bot.tg.wait_until(lambda: len(bot.upstream.calls) == 2)
+
+    await bot.halt()  # promptly: a photo waiting for its siblings is no upload under way
+    await bot.start()
+
+    [call] = await bot.tg.wait_for("sendMediaGroup", answered=True)
+    assert len(call.params["media"]) == 2
+    assert bot.tg.calls_to("sendPhoto") == []
+    bot.tg.send_text(ALICE.id, ALICE, "/quota")
+    await bot.text_containing(ALICE.id, "used 2 of")
 
 
 async def test_an_album_larger_than_the_worker_pool_does_not_block_it(

@@ -2,12 +2,15 @@
 
 A finished photo waits for its siblings without holding a worker (`core.worker_slot`); a sibling
 that will not come (refused at the door, failed, cancelled) leaves the album, so the rest go out
-together at once, in albums of at most ten (what sendMediaGroup takes).
+together at once, in albums of at most ten (what sendMediaGroup takes). An album this process did
+not take in (its photos resumed after a restart, or adopted from another replica) learns from the
+store which of its photos are still to come (`missing_siblings`).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable
@@ -15,7 +18,10 @@ from dataclasses import dataclass, field
 
 from telegram import Message
 
-from core.worker_slot import give_back_worker
+from bots.telegram.target import PLATFORM, AlbumSlot, Target
+from core.jobs import UNFINISHED_STATES, Job
+from core.service import RetouchService
+from core.worker_slot import give_back_worker, uploading_again
 
 log = logging.getLogger("retouch.telegram")
 
@@ -24,6 +30,8 @@ DELIVERY_WAIT = 600.0
 CLOSED_REMEMBERED = 1000
 ALBUM_MAX = 10
 """sendMediaGroup takes 2 to 10 items."""
+SIBLINGS_LOOKED_AT = 100
+"""How many of the user's latest jobs `missing_siblings` reads to find an album's photos."""
 
 
 class IncomingAlbums:
@@ -93,6 +101,20 @@ class _Album:
 
 
 Send = Callable[[dict[int, bytes]], Awaitable[None]]
+Missing = Callable[[], Awaitable[set[int]]]
+"""The indices of an album's photos that will not come (see `missing_siblings`)."""
+
+
+async def missing_siblings(service: RetouchService, job: Job, album: AlbumSlot) -> set[int]:
+    """The photos of `job`'s album that will not come: refused at the door (no job), or already
+    finished (failed, cancelled, or sent on their own before a restart)."""
+    jobs = await service.store.recent_jobs(SIBLINGS_LOOKED_AT, user=(PLATFORM, job.user_id))
+    coming = {album.index}
+    for sibling in jobs:
+        slot = Target.of(sibling).album
+        if slot is not None and slot.id == album.id and sibling.state in UNFINISHED_STATES:
+            coming.add(slot.index)
+    return set(range(album.size)) - coming
 
 
 class OutgoingAlbums:
@@ -106,26 +128,42 @@ class OutgoingAlbums:
         self._albums: dict[str, _Album] = {}
         self._closed: OrderedDict[str, None] = OrderedDict()
 
+    def open(self, album_id: str, size: int) -> None:
+        """An album this process takes in: its photos are told apart as they are submitted (one
+        refused `leave`s it), so its deliveries need not ask the store which will come."""
+        self._album(album_id, size)
+
     async def deliver(
-        self, album_id: str, size: int, index: int, result: bytes, send_album: Send
+        self,
+        album_id: str,
+        size: int,
+        index: int,
+        result: bytes,
+        send_album: Send,
+        missing: Missing | None = None,
     ) -> bool:
         """Add a result; True once it went out in an album, False: the caller sends it alone.
 
-        While the album waits for its other photos, the caller's worker is given back.
+        While the album waits for its other photos, the caller's worker is given back. An album
+        not `open`ed here asks `missing` once which photos will not come.
         """
         if album_id in self._closed:
             return False
+        unknown = album_id not in self._albums
         album = self._album(album_id, size)
         album.results[index] = result
+        if unknown and missing is not None:
+            for gone in await missing():
+                self.leave(album_id, size, gone)
         if album.complete:
             album.ready.set()
         else:
             give_back_worker()
-            try:
+            with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(album.ready.wait(), DELIVERY_WAIT)
-            except TimeoutError:
+            if not album.ready.is_set():  # waited too long: every photo goes alone
                 self._close(album_id)
-                return False
+            uploading_again()  # in the album, or alone
         if not album.sending and not album.sent.done():
             await self._send(album_id, album, send_album)
         return index in await asyncio.shield(album.sent)

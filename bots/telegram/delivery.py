@@ -6,6 +6,7 @@ that asked, and an album's results as one album when every photo of it is done.
 
 from __future__ import annotations
 
+import functools
 import io
 import logging
 from typing import Any
@@ -15,7 +16,7 @@ from telegram import InputMediaPhoto
 from telegram.error import BadRequest, Forbidden, TelegramError
 
 from bots import messages as m
-from bots.telegram.albums import Send
+from bots.telegram.albums import Send, missing_siblings
 from bots.telegram.flood import patiently
 from bots.telegram.keyboards import cancel_keyboard, redo_keyboard
 from bots.telegram.memory import IdleTrimmer
@@ -73,7 +74,12 @@ class Delivery:
         album = target.album
         try:
             if album and await self.albums.deliver(
-                album.id, album.size, album.index, result, self._album_sender(job, target)
+                album.id,
+                album.size,
+                album.index,
+                result,
+                self._album_sender(job, target),
+                functools.partial(missing_siblings, self.service, job, album),
             ):
                 return
             await self._send_result(job, target, result)

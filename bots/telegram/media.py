@@ -109,7 +109,9 @@ class MediaHandlers:
             if refusal is not None:
                 await self._refuse(usable[0], status, refusal)
             return
-        album_id, size = str(first.media_group_id), len(usable)
+        # One id per album taken in: another replica may take in other parts of the same one.
+        album_id, size = f"{first.media_group_id}-{first.message_id}", len(usable)
+        self.outgoing.open(album_id, size)
         refused: dict[str, Message] = {}  # each refusal, said once, to the first photo it hit
         turned_away = 0
         for index, msg in enumerate(usable):
