@@ -75,6 +75,11 @@ class _Local:
     """The result is being handed to the chat: shutdown lets that finish."""
 
 
+def _resolve(future: asyncio.Future[None]) -> None:
+    if not future.done():
+        future.set_result(None)
+
+
 def _set_uploading(local: _Local, uploading: bool) -> None:
     local.uploading = uploading
 
@@ -281,19 +286,16 @@ class RetouchService(UserAccounts):
             local = self._local.get(job_id)
             if local is None:
                 continue  # settled (cancelled) or taken over while it waited
-            given_back = asyncio.Event()
+            given_back: asyncio.Future[None] = asyncio.get_running_loop().create_future()
             task = local.task = asyncio.create_task(
-                self._guarded(job_id, local, given_back.set), name=f"job-{job_id}"
+                self._guarded(job_id, local, functools.partial(_resolve, given_back)),
+                name=f"job-{job_id}",
             )
             # The job ends, or gives its worker back to wait outside the pool (an album photo
             # waiting for its siblings, `core.worker_slot`); then it settles on its own.
             task.add_done_callback(functools.partial(self._ended, job_id, local))
-            waiting = asyncio.create_task(given_back.wait())
-            try:
-                # wait() rather than await: stopping the worker must not cancel the job itself.
-                await asyncio.wait([task, waiting], return_when=asyncio.FIRST_COMPLETED)
-            finally:
-                waiting.cancel()
+            # wait() rather than await: stopping the worker must not cancel the job itself.
+            await asyncio.wait([task, given_back], return_when=asyncio.FIRST_COMPLETED)
 
     def _ended(self, job_id: str, local: _Local, task: asyncio.Task[None]) -> None:
         """A job's task is over: it no longer runs here, and an error it stopped on is logged."""

@@ -189,7 +189,10 @@ class OutgoingAlbums:
             self._close(album_id)
 
     def _album(self, album_id: str, size: int) -> _Album:
-        return self._albums.setdefault(album_id, _Album(size))
+        album = self._albums.get(album_id)
+        if album is None:
+            album = self._albums[album_id] = _Album(size)
+        return album
 
     async def _send(self, album_id: str, album: _Album, send_album: Send) -> None:
         """Send the album's photos in albums of at most ten; what a failure left unsent goes
