@@ -35,14 +35,23 @@ COUNT_USER: Final = (
     "ON CONFLICT (platform, user_id, day) DO UPDATE SET used = u.used + 1 "
     "WHERE CAST($4 AS integer) IS NULL OR u.used < CAST($4 AS integer) RETURNING used"
 )
-ROOM: Final = (
-    "(CAST($5 AS integer) IS NULL OR (SELECT COUNT(*) FROM jobs "  # noqa: S608
-    f"WHERE platform = $1 AND user_id = $2 AND state IN ({UNFINISHED_SQL})) < CAST($5 AS integer)) "
-    "AND (CAST($7 AS integer) IS NULL OR (SELECT COUNT(*) FROM jobs "
-    "WHERE platform = $1 AND user_id = $2 AND created_at > $6) < CAST($7 AS integer))"
+IN_FLIGHT: Final = (
+    "(SELECT COUNT(*) FROM jobs WHERE platform = $1 AND user_id = $2 "  # noqa: S608
+    f"AND state IN ({UNFINISHED_SQL}))"
 )
-"""The user ($1, $2) has fewer than $5 jobs unfinished and fewer than $7 created after $6 (a NULL
-limit always holds)."""
+"""The user's ($1, $2) unfinished jobs."""
+IN_FLIGHT_ROOM: Final = (
+    "(CAST(${limit} AS integer) IS NULL OR " + IN_FLIGHT + " < CAST(${limit} AS integer))"
+)
+"""Fewer than `${limit}` unfinished jobs (a NULL limit always holds): the in-flight limit's one
+rule, its placeholder's number formatted in."""
+RECENT_ROOM: Final = (
+    "(CAST(${limit} AS integer) IS NULL OR (SELECT COUNT(*) FROM jobs WHERE platform = $1 "
+    "AND user_id = $2 AND created_at > ${since}) < CAST(${limit} AS integer))"
+)
+"""Fewer than `${limit}` jobs created after `${since}`: the burst limit's one rule."""
+ROOM: Final = f"{IN_FLIGHT_ROOM.format(limit=5)} AND {RECENT_ROOM.format(since=6, limit=7)}"
+"""The user ($1, $2) is below both limits: $5 in flight, $7 created after $6."""
 COUNT_USER_IF_ROOM: Final = (
     "INSERT INTO daily_usage AS u (platform, user_id, day, used) "
     "SELECT $1, $2, $3, 1 WHERE (CAST($4 AS integer) IS NULL OR CAST($4 AS integer) > 0) "
@@ -76,13 +85,12 @@ USAGE: Final = (
 """A user's count on a day and credit balance, each NULL when there is no row."""
 CHAT_USAGE: Final = "SELECT used FROM chat_usage WHERE platform = $1 AND chat_id = $2 AND day = $3"
 USER_LOAD: Final = (
-    "SELECT f.n, r.n, r.oldest FROM "  # noqa: S608
-    "(SELECT COUNT(*) AS n FROM jobs WHERE platform = $1 AND user_id = $2 "
-    f"AND state IN ({UNFINISHED_SQL})) f, "
-    "(SELECT COUNT(*) AS n, MIN(created_at) AS oldest FROM jobs "
-    "WHERE platform = $1 AND user_id = $2 AND created_at > $3) r"
+    f"SELECT {IN_FLIGHT_ROOM.format(limit=3)}, {RECENT_ROOM.format(since=4, limit=5)}, "  # noqa: S608
+    f"{IN_FLIGHT}, (SELECT MIN(created_at) FROM jobs "
+    "WHERE platform = $1 AND user_id = $2 AND created_at > $4)"
 )
-"""A user's jobs in flight, and the number and oldest creation time of those created after $3."""
+"""Which of the user's limits ($3 in flight, $5 created after $4) has room, their jobs in flight,
+and when the oldest of those created after $4 was."""
 BURST_WINDOW: Final = 60.0
 """Seconds the burst limit looks back."""
 
@@ -183,14 +191,15 @@ async def check_load(tx: Tx, r: Reservation) -> None:
     """Refuse the job if the user has `max_in_flight` jobs unfinished, or `max_per_minute`
     created within the last minute (the user already locked where the database needs it)."""
     user = (r.job.platform, r.job.user_id)
-    row = await tx.fetchrow(USER_LOAD, *user, r.now - BURST_WINDOW)
-    in_flight, recent, oldest = row if row is not None else (0, 0, r.now)
-    if r.max_in_flight is not None and in_flight >= r.max_in_flight:
+    since = r.now - BURST_WINDOW
+    row = await tx.fetchrow(USER_LOAD, *user, r.max_in_flight, since, r.max_per_minute)
+    in_flight_room, recent_room, in_flight, oldest = row or (True, True, 0, r.now)
+    if not in_flight_room:
         raise TooManyInFlightError(
             f"You already have {in_flight} photos in progress; wait for them to finish.",
             limit=r.max_in_flight,
         )
-    if r.max_per_minute is not None and recent >= r.max_per_minute:
+    if not recent_room:
         retry_after = max(1, round(float(oldest) + BURST_WINDOW - r.now))
         raise RateLimitedError(
             f"Too many photos in a minute; try again in {retry_after} s.",
