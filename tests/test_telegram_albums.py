@@ -181,3 +181,14 @@ async def test_photos_an_album_failed_to_send_go_alone_and_the_sent_ones_not_aga
     )
     assert send.albums == [list(range(6))]
     assert delivered == [True] * 6 + [False] * 6
+
+
+async def test_the_oldest_open_album_makes_way(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("bots.telegram.albums.OPEN_REMEMBERED", 2)
+    albums, send = OutgoingAlbums(), Sender()
+    albums.open("a", 2)  # its photos taken over by another replica: never completed here
+    albums.open("b", 2)
+    albums.open("c", 2)  # "a", the oldest, is closed to make room
+    assert await albums.deliver("a", 2, 0, b"0", send) is False
+    both = await asyncio.gather(*(albums.deliver("b", 2, i, b"%d" % i, send) for i in (0, 1)))
+    assert list(both) == [True, True] and send.albums == [[0, 1]]

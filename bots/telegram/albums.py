@@ -28,6 +28,9 @@ log = logging.getLogger("retouch.telegram")
 DELIVERY_WAIT = 600.0
 """How long a finished photo waits for its album siblings before it is sent on its own."""
 CLOSED_REMEMBERED = 1000
+OPEN_REMEMBERED = 1000
+"""Albums kept open at most: one whose photos were all taken over by another replica is never
+completed here, so the oldest makes way."""
 ALBUM_MAX = 10
 """sendMediaGroup takes 2 to 10 items."""
 SIBLINGS_LOOKED_AT = 100
@@ -191,6 +194,8 @@ class OutgoingAlbums:
     def _album(self, album_id: str, size: int) -> _Album:
         album = self._albums.get(album_id)
         if album is None:
+            if len(self._albums) >= OPEN_REMEMBERED:  # the oldest, its photos long settled
+                self._close(next(iter(self._albums)))  # elsewhere: any still waiting go alone
             album = self._albums[album_id] = _Album(size)
         return album
 
