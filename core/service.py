@@ -15,6 +15,7 @@ exactly as a restart resumes its own. With one replica every claim succeeds.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import socket
 import time
@@ -22,8 +23,9 @@ import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
+from core import worker_slot
 from core.accounts import UserAccounts
-from core.admission import Admission, User
+from core.admission import Admission
 from core.backend import RetouchBackend
 from core.claims import ClaimKeeper
 from core.crash import arm, crash_point
@@ -62,10 +64,9 @@ _WAITING: tuple[JobState, ...] = ("queued", "running")
 class _Local:
     """What this process holds for a job besides its row: the input and the task running it.
 
-    A job is in `_local` exactly while this replica holds it and counts it as in flight.
+    A job is in `_local` exactly while this replica holds it.
     """
 
-    user: User
     attempts: int = 0
     """Runs the job had before it was queued here (0 for a new one)."""
     image: bytes | None = None
@@ -75,6 +76,19 @@ class _Local:
     """Another replica took the job over (this one stalled past the stale limit)."""
     uploading: bool = False
     """The result is being handed to the chat: shutdown lets that finish."""
+
+
+def _resolve(future: asyncio.Future[None]) -> None:
+    if not future.done():
+        future.set_result(None)
+
+
+def _set_uploading(local: _Local, uploading: bool) -> None:
+    local.uploading = uploading
+
+
+def _no_worker() -> None:
+    """A job resumed to be delivered runs outside the pool: it has no worker to give back."""
 
 
 def default_replica_id() -> str:
@@ -215,7 +229,7 @@ class RetouchService(UserAccounts):
             if self.on_rejected is not None:
                 self.on_rejected(request.platform, exc)
             raise
-        self._local[job.id] = _Local((job.platform, job.user_id), image=request.image)
+        self._local[job.id] = _Local(image=request.image)
         position = await self._queue.put(job.id)
         await self._emit(JobEvent("queued", job, position=position))
         return job, position
@@ -284,23 +298,31 @@ class RetouchService(UserAccounts):
             local = self._local.get(job_id)
             if local is None:
                 continue  # settled (cancelled) or taken over while it waited
+            given_back: asyncio.Future[None] = asyncio.get_running_loop().create_future()
             task = local.task = asyncio.create_task(
-                self._guarded(job_id, local), name=f"job-{job_id}"
+                self._guarded(job_id, local, functools.partial(_resolve, given_back)),
+                name=f"job-{job_id}",
             )
-            try:
-                # wait() rather than await: stopping the worker must not cancel the job itself.
-                await asyncio.wait([task])
-            finally:
-                local.task = None
-            if not task.cancelled() and task.exception() is not None:
-                # The store failed under it. Dropped here, its claim goes stale and the job is
-                # adopted again (by this replica or another) once the store answers.
-                log.error("job %s stopped on an error", job_id, exc_info=task.exception())
-                self._drop(job_id)
+            # The job ends, or gives its worker back to wait outside the pool (an album photo
+            # waiting for its siblings, `core.worker_slot`); then it settles on its own.
+            task.add_done_callback(functools.partial(self._ended, job_id, local))
+            # wait() rather than await: stopping the worker must not cancel the job itself.
+            await asyncio.wait([task, given_back], return_when=asyncio.FIRST_COMPLETED)
 
-    async def _guarded(self, job_id: str, local: _Local) -> None:
+    def _ended(self, job_id: str, local: _Local, task: asyncio.Task[None]) -> None:
+        """A job's task is over: it no longer runs here, and an error it stopped on is logged."""
+        if local.task is task:
+            local.task = None
+        if not task.cancelled() and task.exception() is not None:
+            # The store failed under it. Dropped here, its claim goes stale and the job is
+            # adopted again (by this replica or another) once the store answers.
+            log.error("job %s stopped on an error", job_id, exc_info=task.exception())
+            self._drop(job_id)
+
+    async def _guarded(self, job_id: str, local: _Local, give_back: Callable[[], None]) -> None:
         """Run one job; a cancel by its requester or a shutdown past the deadline ends it."""
         current_job.set(job_id)  # this task's log lines carry the job id
+        worker_slot.bind(worker_slot.Hold(give_back, functools.partial(_set_uploading, local)))
         try:
             await self._run(job_id, local)
         except asyncio.CancelledError:
@@ -425,9 +447,7 @@ class RetouchService(UserAccounts):
 
     def _drop(self, job_id: str) -> None:
         """Forget a job here (settled, or no longer ours); no-op when already forgotten."""
-        local = self._local.pop(job_id, None)
-        if local is not None:
-            self.admission.release(local.user)
+        self._local.pop(job_id, None)
 
     def _hooks_for(self, job: Job) -> PlatformHooks:
         hooks = self._hooks.get(job.platform)
@@ -472,8 +492,7 @@ class RetouchService(UserAccounts):
         """Continue a job this replica has just claimed, from the state it was left in."""
         if job.id in self._local:
             return
-        local = self._local[job.id] = _Local((job.platform, job.user_id), job.attempts)
-        self.admission.hold(local.user)
+        local = self._local[job.id] = _Local(job.attempts)
         if job.attempts >= self.settings.jobs_max_attempts and job.state != "delivering":
             await self._fail(job, RetouchError("the job failed too many times"))
             return
@@ -511,6 +530,9 @@ class RetouchService(UserAccounts):
 
     async def _redeliver(self, job: Job) -> None:
         current_job.set(job.id)
+        local = self._local.get(job.id)
+        if local is not None:  # no worker to give back; an upload it can say it is not
+            worker_slot.bind(worker_slot.Hold(_no_worker, functools.partial(_set_uploading, local)))
         try:
             await self._deliver(job)
         finally:

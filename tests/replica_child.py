@@ -1,7 +1,8 @@
 """Replica processes for `tests/test_postgres_replicas.py`, run as `python -m tests.replica_child`.
 
-`service DIR`: a `RetouchService` on the store the environment names (`DATABASE_URL`), with a
-backend that fails every other call. It prints `ready`, then obeys lines on stdin: `submit N`
+`service DIR [QUOTA IN_FLIGHT]`: a `RetouchService` on the store the environment names
+(`DATABASE_URL`; the daily quota 3 and the in-flight limit 1000 unless given), with a backend
+that fails every other call. It prints `ready`, then obeys lines on stdin: `submit N`
 sends N simultaneous requests from user `u` and prints what was admitted, with the backend held
 shut (so no failure refunds anything while any replica is still submitting); `release` opens
 the backend and, once every admitted job is settled, prints the counts; `quit` shuts down.
@@ -57,11 +58,11 @@ async def settle(hooks: RecordingHooks, jobs: int) -> None:
         )
 
 
-async def run_service(folder: Path) -> None:
+async def run_service(folder: Path, quota: int = 3, in_flight: int = 1000) -> None:
     settings = service_settings(
         folder,
-        quota_per_user_per_day=3,
-        quota_max_in_flight_per_user=1000,
+        quota_per_user_per_day=quota,
+        quota_max_in_flight_per_user=in_flight,
         max_concurrent_jobs=8,
     )
     store = await open_store(settings)
@@ -136,6 +137,6 @@ async def run_telegram_replica() -> None:
 
 if __name__ == "__main__":
     if sys.argv[1] == "service":
-        asyncio.run(run_service(Path(sys.argv[2])))
+        asyncio.run(run_service(Path(sys.argv[2]), *(int(arg) for arg in sys.argv[3:5])))
     else:
         asyncio.run(run_telegram_replica())

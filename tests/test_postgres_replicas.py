@@ -144,6 +144,38 @@ async def test_exact_quotas_and_refunds_across_two_processes(
         await asyncio.gather(*(r.send("quit") for r in replicas))
 
 
+async def test_the_in_flight_limit_is_exact_across_two_processes(
+    tmp_path: Path, postgres_url: str, replicas: list[Replica]
+) -> None:
+    """100 simultaneous requests from one user, split over two processes, with 4 allowed in
+    flight: exactly 4 are admitted, and the others are refused for that (nothing charged)."""
+    for name in ("a", "b"):
+        folder = tmp_path / name
+        folder.mkdir()
+        env = child_env(DATABASE_URL=postgres_url, REPLICA_ID=name)
+        replica = await Replica.start(
+            "-m", "tests.replica_child", "service", str(folder), "1000", "4", cwd=folder, env=env
+        )
+        replicas.append(replica)
+    assert [await r.line() for r in replicas] == ["ready", "ready"]
+
+    await asyncio.gather(*(r.send("submit 50") for r in replicas))
+    reports = [json.loads(await r.line()) for r in replicas]
+
+    admitted = [job_id for r in reports for job_id in r["admitted"]]
+    refusals = [error for r in reports for error in r["other_errors"]]
+    assert len(admitted) == 4 and len(refusals) == 96
+    assert all(error.startswith("TooManyInFlightError(") for error in refusals), refusals[:2]
+    async with await PostgresStore.open(postgres_url) as store:
+        usage = await store.usage("telegram", "u", day_key(time.time()))
+        assert usage.used == 4
+        await asyncio.gather(*(r.send("release") for r in replicas))
+        settled = [json.loads(await r.line()) for r in replicas]
+        assert sum(r["done"] + r["failed"] for r in settled) == 4
+        assert await store.unfinished_jobs() == []
+    await asyncio.gather(*(r.send("quit") for r in replicas))
+
+
 # --- two Telegram replicas ----------------------------------------------------------------
 
 

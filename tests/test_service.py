@@ -20,10 +20,12 @@ from typing import Any
 
 import pytest
 
+from core import worker_slot
 from core.errors import (
     AccessDeniedError,
     FidelityError,
     RateLimitedError,
+    RetouchError,
     ShuttingDownError,
     TooManyInFlightError,
 )
@@ -876,3 +878,116 @@ async def test_a_failure_left_untold_is_told_at_the_next_start(
     assert stored is not None and stored.sent_ref == "told"
     assert await service.endings.tell_untold() == 0
     assert await service.store.untold_endings(service.replica_id) == []
+
+
+async def submit_many(
+    services: list[RetouchService], n: int, image: bytes
+) -> tuple[list[Job], list[RetouchError]]:
+    """`n` simultaneous requests of one user, spread over `services`: (admitted, refusals)."""
+    results = await asyncio.gather(
+        *(services[i % len(services)].submit(request_for("1", image)) for i in range(n)),
+        return_exceptions=True,
+    )
+    admitted = [r[0] for r in results if not isinstance(r, BaseException)]
+    refused = [r for r in results if isinstance(r, BaseException)]
+    assert all(isinstance(r, RetouchError) for r in refused), refused[:3]
+    return admitted, [r for r in refused if isinstance(r, RetouchError)]
+
+
+async def test_the_in_flight_limit_is_exact_across_replicas(
+    make_service: ServiceFactory, portrait_bytes: bytes
+) -> None:
+    clock = Clock()
+    backend = EchoBackend(gated=True)
+    limits = {"quota_max_in_flight_per_user": 3, "quota_per_user_per_day": 1000}
+    a, a_hooks = await make_service(backend=backend, clock=clock, replica_id="a", **limits)
+    b, b_hooks = await make_service(backend=backend, clock=clock, replica_id="b", **limits)
+
+    admitted, refused = await submit_many([a, b], 100, portrait_bytes)
+
+    assert len(admitted) == 3
+    assert all(isinstance(exc, TooManyInFlightError) for exc in refused), refused[:3]
+    assert refused[0].params["limit"] == 3
+    assert await used(a, "1") == 3  # a refusal costs nothing
+    backend.gate.set()
+    await a_hooks.wait_for("done", sum(job.owner == "a" for job in admitted))
+    await b_hooks.wait_for("done", sum(job.owner == "b" for job in admitted))
+    # Finished jobs leave room again, whichever replica ran them.
+    backend.gate.clear()
+    assert len((await submit_many([b, a], 10, portrait_bytes))[0]) == 3
+
+
+async def test_the_burst_limit_is_exact_across_replicas(
+    make_service: ServiceFactory, portrait_bytes: bytes
+) -> None:
+    clock = Clock()
+    limits = {
+        "quota_max_in_flight_per_user": 1000,
+        "quota_burst_per_minute": 7,
+        "quota_per_user_per_day": 1000,
+    }
+    a, _ = await make_service(clock=clock, replica_id="a", **limits)
+    b, _ = await make_service(clock=clock, replica_id="b", **limits)
+
+    admitted, refused = await submit_many([a, b], 100, portrait_bytes)
+
+    assert len(admitted) == 7
+    assert all(isinstance(exc, RateLimitedError) for exc in refused), refused[:3]
+    assert {exc.params["retry_after"] for exc in refused} == {60}
+    clock.now += 30
+    with pytest.raises(RateLimitedError) as caught:
+        await b.submit(request_for("1", portrait_bytes))
+    assert caught.value.params["retry_after"] == 30
+    clock.now += 31  # the first minute's admissions have left the window
+    assert len((await submit_many([b, a], 20, portrait_bytes))[0]) == 7
+
+
+class ParkingHooks(RecordingHooks):
+    """Deliveries of the first user's jobs give their worker back, then wait for `release`."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.release = asyncio.Event()
+
+    async def deliver(self, job: Job, result: bytes) -> None:
+        if job.user_id == "parked":
+            worker_slot.give_back_worker()
+            worker_slot.give_back_worker()  # twice is once
+            await self.release.wait()
+        await super().deliver(job, result)
+
+
+async def test_a_job_that_gives_its_worker_back_lets_the_next_one_run(
+    make_service: ServiceFactory, portrait_bytes: bytes
+) -> None:
+    hooks = ParkingHooks()
+    service, _ = await make_service(hooks=hooks, max_concurrent_jobs=1)
+    parked = [(await service.submit(request_for("parked", portrait_bytes)))[0] for _ in range(3)]
+    await service.submit(request_for("2", portrait_bytes))
+
+    await hooks.wait_for("done", 1)  # with its only worker lent out three times
+    assert [job.user_id for job, _ in hooks.delivered] == ["2"]
+    assert service.running_count == 3  # the parked ones still run, outside the pool
+    hooks.release.set()
+    await hooks.wait_for("done", 4)
+    assert sorted(job.id for job, _ in hooks.delivered[1:]) == sorted(job.id for job in parked)
+    assert service.running_count == 0
+
+
+async def test_shutdown_stops_a_job_that_only_waits_and_the_next_start_delivers_it(
+    make_service: ServiceFactory, portrait_bytes: bytes, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("core.service.UPLOAD_DRAIN_SECONDS", 1000.0)  # drained: the test hangs
+    hooks = ParkingHooks()
+    service, _ = await make_service(hooks=hooks, replica_id="a")
+    job, _ = await service.submit(request_for("parked", portrait_bytes))
+    await hooks.wait_for("delivering")
+
+    async with asyncio.timeout(10):
+        await service.shutdown(grace=0)
+    stored = await service.store.get_job(job.id)
+    assert stored is not None and stored.state == "delivering"  # its result kept for the next
+
+    _, again = await make_service(replica_id="a")
+    await again.wait_for("done")
+    assert [(j.id, data) for j, data in again.delivered] == [(job.id, portrait_bytes)]

@@ -19,6 +19,7 @@ import pytest
 
 import core.store.schema
 import core.store.sqlite_writer
+from core.errors import RateLimitedError, TooManyInFlightError
 from core.jobs import JobState, NewJob, Platform
 from core.quota import QuotaPolicy
 from core.store import (
@@ -195,6 +196,55 @@ async def test_simultaneous_reservations_spend_the_allowance_then_the_credits(
     assert await b.usage("telegram", "u1", DAY) == Usage(used=2, credits=0)
     paid = sorted(str(j.paid) for j in await a.recent_jobs(limit=100))
     assert paid == ["credit"] * 3 + ["daily"] * 2
+
+
+async def test_simultaneous_reservations_admit_exactly_the_in_flight_limit(
+    open_store: StoreFactory,
+) -> None:
+    a, b = await open_store(), await open_store()
+    first = await a.reserve(job(), day=DAY, user_limit=None, chat_limit=None)
+
+    results = await asyncio.gather(
+        *(
+            (a, b)[i % 2].reserve(job(), day=DAY, user_limit=50, chat_limit=None, max_in_flight=4)
+            for i in range(100)
+        ),
+        return_exceptions=True,
+    )
+
+    refused = [r for r in results if isinstance(r, BaseException)]
+    assert len(refused) == 97 and all(isinstance(r, TooManyInFlightError) for r in refused)
+    assert await a.usage("telegram", "u1", DAY) == Usage(used=1 + 3)  # refusals cost nothing
+    # A finished job is no longer in flight; nor counts another user's, or one without limit.
+    queued: tuple[JobState, ...] = ("queued",)
+    assert await a.transition(first.id, "failed", expect=queued) is not None
+    await b.reserve(job(), day=DAY, user_limit=50, chat_limit=None, max_in_flight=4)
+    await b.reserve(job("u2"), day=DAY, user_limit=50, chat_limit=None, max_in_flight=1)
+    await b.reserve(job(), day=DAY, user_limit=50, chat_limit=None)
+
+
+async def test_the_burst_limit_counts_the_last_minutes_jobs(
+    open_store: StoreFactory, clock: FakeClock
+) -> None:
+    a, b = await open_store(), await open_store()
+
+    async def reserve(store: JobStore) -> None:
+        await store.reserve(job(), day=DAY, user_limit=None, chat_limit=None, max_per_minute=3)
+
+    results = await asyncio.gather(
+        *(reserve((a, b)[i % 2]) for i in range(40)), return_exceptions=True
+    )
+    refused = [r for r in results if isinstance(r, RateLimitedError)]
+    assert len(refused) == 37 == len([r for r in results if r is not None])
+    assert refused[0].params == {"retry_after": 60, "limit": 3}
+    clock.advance(45)
+    with pytest.raises(RateLimitedError) as caught:
+        await reserve(b)
+    assert caught.value.params["retry_after"] == 15
+    clock.advance(15)  # exactly a minute on: the first three have left the window
+    await asyncio.gather(reserve(a), reserve(b), reserve(a))
+    with pytest.raises(RateLimitedError):
+        await reserve(b)
 
 
 async def test_refused_reservation_changes_nothing(store: JobStore) -> None:

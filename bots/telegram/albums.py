@@ -1,17 +1,40 @@
-"""Albums (media groups): gather the incoming photos, and send the results back as one album."""
+"""Albums (media groups): gather the incoming photos, and send the results back as one album.
+
+A finished photo waits for its siblings without holding a worker (`core.worker_slot`); a sibling
+that will not come (refused at the door, failed, cancelled) leaves the album, so the rest go out
+together at once, in albums of at most ten (what sendMediaGroup takes). An album this process did
+not take in (its photos resumed after a restart, or adopted from another replica) learns from the
+store which of its photos are still to come (`missing_siblings`).
+"""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import logging
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
 from telegram import Message
 
+from bots.telegram.target import PLATFORM, AlbumSlot, Target
+from core.jobs import UNFINISHED_STATES, Job
+from core.service import RetouchService
+from core.worker_slot import give_back_worker, uploading_again
+
+log = logging.getLogger("retouch.telegram")
+
 DELIVERY_WAIT = 600.0
 """How long a finished photo waits for its album siblings before it is sent on its own."""
 CLOSED_REMEMBERED = 1000
+OPEN_REMEMBERED = 1000
+"""Albums kept open at most: one whose photos were all taken over by another replica is never
+completed here, so the oldest makes way."""
+ALBUM_MAX = 10
+"""sendMediaGroup takes 2 to 10 items."""
+SIBLINGS_LOOKED_AT = 100
+"""How many of the user's latest jobs `missing_siblings` reads to find an album's photos."""
 
 
 class IncomingAlbums:
@@ -46,70 +69,159 @@ class IncomingAlbums:
             await self.handle(messages)
 
 
+def album_chunks(indices: list[int]) -> list[list[int]]:
+    """`indices` as consecutive albums of 2 to `ALBUM_MAX`, as even as can be (11 photos are 6 +
+    5, 23 are 8 + 8 + 7); none for fewer than two photos."""
+    if len(indices) < 2:
+        return []
+    count = -(-len(indices) // ALBUM_MAX)
+    size, larger = divmod(len(indices), count)
+    chunks, start = [], 0
+    for n in range(count):
+        end = start + size + (n < larger)
+        chunks.append(indices[start:end])
+        start = end
+    return chunks
+
+
 @dataclass
 class _Album:
     size: int
     results: dict[int, bytes] = field(default_factory=dict)
-    done: asyncio.Future[bool] = field(
+    gone: set[int] = field(default_factory=set)
+    """Photos of the album that will not come: refused, failed or cancelled."""
+    ready: asyncio.Event = field(default_factory=asyncio.Event)
+    """Set once every photo is in or gone, or the album is closed."""
+    sent: asyncio.Future[frozenset[int]] = field(
         default_factory=lambda: asyncio.get_running_loop().create_future()
     )
+    """The photos that went out in albums, once the album is over."""
+    sending: bool = False
 
     @property
     def complete(self) -> bool:
-        return len(self.results) >= self.size
+        return len(self.results.keys() | self.gone) >= self.size
 
 
 Send = Callable[[dict[int, bytes]], Awaitable[None]]
+Missing = Callable[[], Awaitable[set[int]]]
+"""The indices of an album's photos that will not come (see `missing_siblings`)."""
+
+
+async def missing_siblings(service: RetouchService, job: Job, album: AlbumSlot) -> set[int]:
+    """The photos of `job`'s album that will not come: refused at the door (no job), or already
+    finished (failed, cancelled, or sent on their own before a restart)."""
+    jobs = await service.store.recent_jobs(SIBLINGS_LOOKED_AT, user=(PLATFORM, job.user_id))
+    coming = {album.index}
+    for sibling in jobs:
+        slot = Target.of(sibling).album
+        if slot is not None and slot.id == album.id and sibling.state in UNFINISHED_STATES:
+            coming.add(slot.index)
+    return set(range(album.size)) - coming
 
 
 class OutgoingAlbums:
-    """Holds finished album photos until every sibling is done, then sends them in one go.
+    """Holds finished album photos until every sibling is in or gone, then sends them together.
 
     Each job's delivery waits for the album's send, so a job is only marked done once its photo
-    really went out. When a sibling failed, or the album takes too long, photos go one by one.
+    really went out; a photo the album could not take (too long a wait, a failed send) goes alone.
     """
 
     def __init__(self) -> None:
         self._albums: dict[str, _Album] = {}
         self._closed: OrderedDict[str, None] = OrderedDict()
 
+    def open(self, album_id: str, size: int) -> None:
+        """An album this process takes in: its photos are told apart as they are submitted (one
+        refused `leave`s it), so its deliveries need not ask the store which will come."""
+        self._album(album_id, size)
+
     async def deliver(
-        self, album_id: str, size: int, index: int, result: bytes, send_album: Send
+        self,
+        album_id: str,
+        size: int,
+        index: int,
+        result: bytes,
+        send_album: Send,
+        missing: Missing | None = None,
     ) -> bool:
-        """Add a result; True when it went out in the album, False: the caller sends it alone."""
+        """Add a result; True once it went out in an album, False: the caller sends it alone.
+
+        While the album waits for its other photos, the caller's worker is given back. An album
+        not `open`ed here asks `missing` once which photos will not come.
+        """
         if album_id in self._closed:
             return False
-        album = self._albums.setdefault(album_id, _Album(size))
+        unknown = album_id not in self._albums
+        album = self._album(album_id, size)
         album.results[index] = result
+        if unknown and missing is not None:
+            for gone in await missing():
+                self.leave(album_id, size, gone)
         if album.complete:
-            self._close(album_id, None)
-            if len(album.results) < 2:
-                return False
-            try:
-                await send_album(dict(sorted(album.results.items())))
-            except BaseException:
-                album.done.set_result(False)
-                raise
-            album.done.set_result(True)
-            return True
-        try:
-            return await asyncio.wait_for(asyncio.shield(album.done), DELIVERY_WAIT)
-        except TimeoutError:
-            self._close(album_id, False)
-            return False
+            album.ready.set()
+        else:
+            give_back_worker()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(album.ready.wait(), DELIVERY_WAIT)
+            if not album.ready.is_set():  # waited too long: every photo goes alone
+                self._close(album_id)
+            uploading_again()  # in the album, or alone
+        if not album.sending and not album.sent.done():
+            await self._send(album_id, album, send_album)
+        return index in await asyncio.shield(album.sent)
 
-    def failed(self, album_id: str) -> None:
-        """A sibling failed: the album cannot be complete, so the others go alone."""
-        self._close(album_id, False)
+    def leave(self, album_id: str, size: int, index: int) -> None:
+        """Photo `index` of the album will not come (refused, failed or cancelled): the album is
+        complete without it."""
+        if album_id in self._closed:
+            return
+        album = self._album(album_id, size)
+        if index in album.results:
+            return
+        album.gone.add(index)
+        if not album.complete:
+            return
+        if album.results:
+            album.ready.set()  # a waiting photo sends the album
+        else:
+            self._close(album_id)
 
     def close(self) -> None:
         for album_id in list(self._albums):
-            self._close(album_id, False)
+            self._close(album_id)
 
-    def _close(self, album_id: str, outcome: bool | None) -> None:
+    def _album(self, album_id: str, size: int) -> _Album:
+        album = self._albums.get(album_id)
+        if album is None:
+            if len(self._albums) >= OPEN_REMEMBERED:  # the oldest, its photos long settled
+                self._close(next(iter(self._albums)))  # elsewhere: any still waiting go alone
+            album = self._albums[album_id] = _Album(size)
+        return album
+
+    async def _send(self, album_id: str, album: _Album, send_album: Send) -> None:
+        """Send the album's photos in albums of at most ten; what a failure left unsent goes
+        alone (the photos' own sends say why, if it fails again)."""
+        album.sending = True
+        self._close(album_id)
+        sent: set[int] = set()
+        try:
+            for chunk in album_chunks(sorted(album.results)):
+                await send_album({index: album.results[index] for index in chunk})
+                sent.update(chunk)
+        except Exception as exc:
+            log.warning("an album could not be sent (%s); its photos go one by one", exc)
+        finally:
+            album.sent.set_result(frozenset(sent))
+
+    def _close(self, album_id: str) -> None:
+        """No photo joins the album any more; unless it is being sent, nothing of it is."""
         self._closed[album_id] = None
         while len(self._closed) > CLOSED_REMEMBERED:
             self._closed.popitem(last=False)
         album = self._albums.pop(album_id, None)
-        if album is not None and outcome is not None and not album.done.done():
-            album.done.set_result(outcome)
+        if album is None:
+            return
+        if not album.sending and not album.sent.done():
+            album.sent.set_result(frozenset())
+        album.ready.set()

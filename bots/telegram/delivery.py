@@ -6,6 +6,7 @@ that asked, and an album's results as one album when every photo of it is done.
 
 from __future__ import annotations
 
+import functools
 import io
 import logging
 from typing import Any
@@ -15,7 +16,7 @@ from telegram import InputMediaPhoto
 from telegram.error import BadRequest, Forbidden, TelegramError
 
 from bots import messages as m
-from bots.telegram.albums import OutgoingAlbums, Send
+from bots.telegram.albums import Send, missing_siblings
 from bots.telegram.flood import patiently
 from bots.telegram.keyboards import cancel_keyboard, redo_keyboard
 from bots.telegram.memory import IdleTrimmer
@@ -45,7 +46,7 @@ class Delivery:
         self.send_file_too = send_file_too
         self.compare = parts.compare
         self.actions = ChatActions(parts.bot)
-        self.albums = OutgoingAlbums()
+        self.albums = parts.albums
         self.trimmer = IdleTrimmer(lambda: bool(service.running_count or service.queue_depth))
         self._acting: set[str] = set()
 
@@ -73,7 +74,12 @@ class Delivery:
         album = target.album
         try:
             if album and await self.albums.deliver(
-                album.id, album.size, album.index, result, self._album_sender(job, target)
+                album.id,
+                album.size,
+                album.index,
+                result,
+                self._album_sender(job, target),
+                functools.partial(missing_siblings, self.service, job, album),
             ):
                 return
             await self._send_result(job, target, result)
@@ -101,8 +107,8 @@ class Delivery:
             if job.id in self._acting:
                 self._acting.discard(job.id)
                 self.actions.stop(chat, target.thread_id)
-        if event.kind == "failed" and target.album:
-            self.albums.failed(target.album.id)
+        if event.kind in ("failed", "cancelled") and target.album:
+            self.albums.leave(target.album.id, target.album.size, target.album.index)
 
         if event.kind == "queued" and status:
             line = m.text("queued", lang, position=event.position or 1)

@@ -53,6 +53,7 @@ class MediaHandlers:
         self.admins = parts.admins
         self.all_photos_chats = frozenset(telegram.all_photos_chats)
         self.albums = IncomingAlbums(telegram.album_wait_seconds, self.handle)
+        self.outgoing = parts.albums
 
     def handlers(self) -> list[BaseHandler[Update, Context, None]]:
         return [
@@ -69,9 +70,8 @@ class MediaHandlers:
         message = update.effective_message
         if message is None or message.from_user is None:
             return
-        if message.media_group_id:
-            if _private(message) or message.caption or await self._all_photos(message):
-                self.albums.add(message)
+        if message.media_group_id:  # whether it is addressed is known once it is whole
+            self.albums.add(message)
             return
         await self.handle([message])
 
@@ -104,9 +104,28 @@ class MediaHandlers:
         if not usable:
             return
         status = await self.status.open(first, m.text("received", lang))
+        if len(usable) == 1:
+            refusal = await self._submit(usable[0], usable[0], fidelity, status, lang)
+            if refusal is not None:
+                await self._refuse(usable[0], status, refusal)
+            return
+        # One id per album taken in: another replica may take in other parts of the same one.
+        album_id, size = f"{first.media_group_id}-{first.message_id}", len(usable)
+        self.outgoing.open(album_id, size)
+        refused: dict[str, Message] = {}  # each refusal, said once, to the first photo it hit
+        turned_away = 0
         for index, msg in enumerate(usable):
-            album = AlbumSlot(str(first.media_group_id), len(usable), index)
-            await self._submit(msg, msg, fidelity, status, lang, album if len(usable) > 1 else None)
+            slot = AlbumSlot(album_id, size, index)
+            refusal = await self._submit(msg, msg, fidelity, status, lang, slot)
+            if refusal is not None:
+                self.outgoing.leave(album_id, size, index)  # the rest go out without it
+                refused.setdefault(refusal, msg)
+                turned_away += 1
+        if turned_away == size:  # the status reply has nothing else to show
+            await self._refuse(first, status, "\n".join(refused))
+            return
+        for refusal, msg in refused.items():
+            await reply(msg, refusal)
 
     async def on_retouch(self, update: Update, context: Context) -> None:
         """`/retouch [fidelity]`, as a reply to a photo (or alone: how to use it)."""
@@ -134,7 +153,9 @@ class MediaHandlers:
             await reply(message, problem)
             return
         status = await self.status.open(message, m.text("received", lang))
-        await self._submit(photo, message, fidelity, status, lang)
+        refusal = await self._submit(photo, message, fidelity, status, lang)
+        if refusal is not None:
+            await self._refuse(message, status, refusal)
 
     async def on_other(self, update: Update, context: Context) -> None:
         """Stickers, videos, voice and plain text in a private chat: say what to send."""
@@ -167,23 +188,28 @@ class MediaHandlers:
         status: Message | None,
         lang: m.Lang,
         album: AlbumSlot | None = None,
-    ) -> None:
-        """Queue a job for the image in `source`, answering `answer_to`; refusals are said there."""
+    ) -> str | None:
+        """Queue a job for the image in `source`, answering `answer_to`; the refusal, if any, is
+        returned for the caller to say (see `_refuse`)."""
         target = Target.replying_to(answer_to, lang, status, album)
         user = sender_of(answer_to)
         if user is None:  # refused before: see `handle` and `on_retouch`
-            return
+            return None
         request = target.request(
             user, input_ref(source), fidelity, is_group=not _private(answer_to)
         )
         try:
             await self.service.submit(request)
         except RetouchError as exc:
-            refusal = m.rejection(exc, lang)
-            if status is not None:
-                await self.status.show(status.chat.id, status.message_id, refusal, None)
-            else:
-                await reply(answer_to, refusal)
+            return m.rejection(exc, lang)
+        return None
+
+    async def _refuse(self, answer_to: Message, status: Message | None, refusal: str) -> None:
+        """Say a refusal in the status reply, or as a reply to `answer_to` when there is none."""
+        if status is not None:
+            await self.status.show(status.chat.id, status.message_id, refusal, None)
+        else:
+            await reply(answer_to, refusal)
 
     async def _all_photos(self, message: Message) -> bool:
         """Whether every photo of this group is retouched, addressed or not."""

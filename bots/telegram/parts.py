@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from telegram import Bot
 
+from bots.telegram.albums import OutgoingAlbums
 from bots.telegram.chat_admins import ChatAdmins
 from bots.telegram.languages import Languages
 from bots.telegram.status import StatusBoard
@@ -15,7 +16,8 @@ from core.service import RetouchService
 @dataclass(frozen=True, slots=True)
 class BotParts:
     """The service, the Bot API, the status board, the largest file the bot will fetch, who
-    speaks which language, who administers which group, and whether results get Compare."""
+    speaks which language, who administers which group, whether results get Compare, and the
+    albums whose results are being gathered."""
 
     service: RetouchService
     bot: Bot
@@ -24,3 +26,4 @@ class BotParts:
     languages: Languages
     admins: ChatAdmins
     compare: bool = False
+    albums: OutgoingAlbums = field(default_factory=OutgoingAlbums)

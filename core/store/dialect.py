@@ -20,6 +20,7 @@ Row = Sequence[Any]
 STATES_SQL: Final = ", ".join(f"'{state}'" for state in JOB_STATES)
 UNFINISHED_SQL: Final = ", ".join(f"'{state}'" for state in sorted(UNFINISHED_STATES))
 MIGRATION_LOCK: Final = 0x7265746F756368  # "retouch": PostgreSQL's advisory lock for migrations
+USER_LOCK: Final = 0x72657475  # "retu": the first key of PostgreSQL's per-user advisory locks
 
 
 def placeholders(count: int, first: int = 1) -> str:
@@ -68,6 +69,9 @@ class Dialect:
     """Sets the schema version to `{version}` (a whole number formatted in)."""
     lock_row: str
     """Appended to the SELECT that reads a row the transaction goes on to change."""
+    lock_user: str
+    """Holds the user `($1, $2)` until the transaction ends, so what it counts of theirs stays
+    true until it commits; empty where one writer runs at a time anyway."""
     skip_locked: str
     """Appended to the subquery that picks jobs to claim: rows another claim holds are skipped."""
     in_list: str
@@ -105,6 +109,7 @@ SQLITE: Final = Dialect(
     set_version="PRAGMA user_version = {version}",
     # One writer at a time (BEGIN IMMEDIATE): what a transaction reads nobody else changes.
     lock_row="",
+    lock_user="",
     skip_locked="",
     in_list="{column} IN (SELECT value FROM json_each(${n}))",
     list_param=lambda values: json.dumps(list(values)),
@@ -137,6 +142,10 @@ POSTGRESQL: Final = Dialect(
     version_query="SELECT version FROM schema_version",
     set_version="UPDATE schema_version SET version = {version}",
     lock_row=" FOR UPDATE",
+    lock_user=(
+        f"SELECT pg_advisory_xact_lock({USER_LOCK}, "
+        "hashtext(CAST($1 AS text) || ':' || CAST($2 AS text)))"
+    ),
     skip_locked=" FOR UPDATE SKIP LOCKED",
     in_list="{column} = ANY(${n}::text[])",
     list_param=list,

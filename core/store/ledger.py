@@ -5,6 +5,10 @@ a read followed by a write, so it stays exact when many transactions of one user
 on PostgreSQL the upsert locks the counter row and re-reads its latest value; on SQLite one
 writer runs at a time anyway. Rows are always taken in the order user day -> credits -> chat day
 (a refund locks the job row first), so two transactions never wait for each other in a cycle.
+
+The user's load (jobs in flight, admissions in the last minute) is counted in the same
+transaction, after a per-user lock (`Dialect.lock_user`, taken before any row) on PostgreSQL, so
+any number of replicas together admit exactly the limits.
 """
 
 from __future__ import annotations
@@ -12,9 +16,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Final
 
-from core.errors import ChatQuotaExceededError, QuotaExceededError
+from core.errors import (
+    ChatQuotaExceededError,
+    QuotaExceededError,
+    RateLimitedError,
+    TooManyInFlightError,
+)
 from core.jobs import Job, NewJob, Paid
-from core.store.dialect import Row, Tx
+from core.store.dialect import UNFINISHED_SQL, Row, Tx
 from core.store.inbox import TAKE_UPDATE
 from core.store.protocol import Usage
 from core.store.schema import INSERT_JOB, job_params
@@ -27,6 +36,31 @@ COUNT_USER: Final = (
     "ON CONFLICT (platform, user_id, day) DO UPDATE SET used = u.used + 1 "
     "WHERE CAST($4 AS integer) IS NULL OR u.used < CAST($4 AS integer) RETURNING used"
 )
+IN_FLIGHT: Final = (
+    "(SELECT COUNT(*) FROM jobs WHERE platform = $1 AND user_id = $2 "  # noqa: S608
+    f"AND state IN ({UNFINISHED_SQL}))"
+)
+"""The user's ($1, $2) unfinished jobs."""
+IN_FLIGHT_ROOM: Final = (
+    "(CAST(${limit} AS integer) IS NULL OR " + IN_FLIGHT + " < CAST(${limit} AS integer))"
+)
+"""Fewer than `${limit}` unfinished jobs (a NULL limit always holds): the in-flight limit's one
+rule, its placeholder's number formatted in."""
+RECENT_ROOM: Final = (
+    "(CAST(${limit} AS integer) IS NULL OR (SELECT COUNT(*) FROM jobs WHERE platform = $1 "
+    "AND user_id = $2 AND created_at > ${since}) < CAST(${limit} AS integer))"
+)
+"""Fewer than `${limit}` jobs created after `${since}`: the burst limit's one rule."""
+ROOM: Final = f"{IN_FLIGHT_ROOM.format(limit=5)} AND {RECENT_ROOM.format(since=6, limit=7)}"
+"""The user ($1, $2) is below both limits: $5 in flight, $7 created after $6."""
+COUNT_USER_IF_ROOM: Final = (
+    "INSERT INTO daily_usage AS u (platform, user_id, day, used) "
+    "SELECT $1, $2, $3, 1 WHERE (CAST($4 AS integer) IS NULL OR CAST($4 AS integer) > 0) "
+    f"AND {ROOM} "
+    "ON CONFLICT (platform, user_id, day) DO UPDATE SET used = u.used + 1 "
+    "WHERE CAST($4 AS integer) IS NULL OR u.used < CAST($4 AS integer) RETURNING used"
+)
+"""`COUNT_USER`, only while the user has `ROOM`: no row comes back when either is full."""
 COUNT_CHAT: Final = (
     "INSERT INTO chat_usage AS c (platform, chat_id, day, used) "
     "SELECT $1, $2, $3, 1 WHERE CAST($4 AS integer) > 0 "
@@ -51,6 +85,15 @@ USAGE: Final = (
 )
 """A user's count on a day and credit balance, each NULL when there is no row."""
 CHAT_USAGE: Final = "SELECT used FROM chat_usage WHERE platform = $1 AND chat_id = $2 AND day = $3"
+USER_LOAD: Final = (
+    f"SELECT {IN_FLIGHT_ROOM.format(limit=3)}, {RECENT_ROOM.format(since=4, limit=5)}, "  # noqa: S608
+    f"{IN_FLIGHT}, (SELECT MIN(created_at) FROM jobs "
+    "WHERE platform = $1 AND user_id = $2 AND created_at > $4)"
+)
+"""Which of the user's limits ($3 in flight, $5 created after $4) has room, their jobs in flight,
+and when the oldest of those created after $4 was."""
+BURST_WINDOW: Final = 60.0
+"""Seconds the burst limit looks back."""
 
 
 def usage_from(row: Row | None) -> Usage:
@@ -69,6 +112,21 @@ class Reservation:
     chat_limit: int | None
     owner: str | None
     now: float
+    max_in_flight: int | None = None
+    """The user's unfinished jobs allowed, this one included; None for no limit."""
+    max_per_minute: int | None = None
+    """The user's jobs allowed in the last `BURST_WINDOW` seconds, this one included."""
+
+    @property
+    def limits_load(self) -> bool:
+        """Whether the user's load (in flight, last minute) is checked."""
+        return self.max_in_flight is not None or self.max_per_minute is not None
+
+    def room_params(self) -> tuple[object, ...]:
+        """The parameters $1...$7 of `COUNT_USER_IF_ROOM`."""
+        since = self.now - BURST_WINDOW
+        user = (self.job.platform, self.job.user_id)
+        return (*user, self.day, self.user_limit, self.max_in_flight, since, self.max_per_minute)
 
     def row(self, paid: Paid) -> Job:
         """The queued job as it is inserted, paid `paid`."""
@@ -84,11 +142,18 @@ class Reservation:
 async def reserve_job(tx: Tx, r: Reservation) -> Job:
     """Pay for the job (daily allowance, else a credit; and the chat's allowance) and insert it.
 
-    Raises `QuotaExceededError` / `ChatQuotaExceededError`; the caller's transaction then rolls
-    back whatever was counted.
+    Raises `TooManyInFlightError` / `RateLimitedError` (see `check_load`), `QuotaExceededError`
+    / `ChatQuotaExceededError`; the caller's transaction then rolls back whatever was counted.
     """
     user = (r.job.platform, r.job.user_id)
-    counted = await tx.fetchval(COUNT_USER, *user, r.day, r.user_limit) is not None
+    if not r.limits_load:
+        counted = await tx.fetchval(COUNT_USER, *user, r.day, r.user_limit) is not None
+    else:
+        if tx.dialect.lock_user:
+            await tx.fetchval(tx.dialect.lock_user, *user)
+        counted = await tx.fetchval(COUNT_USER_IF_ROOM, *r.room_params()) is not None
+        if not counted:  # the day is full, or the user's load: refused if it is the load
+            await check_load(tx, r)
     paid: Paid
     if r.user_limit is None:  # counted all the same
         paid = "free"
@@ -123,6 +188,27 @@ async def reserve_job(tx: Tx, r: Reservation) -> Job:
     if r.job.source_update is not None:  # the update that asked is handled with it, at once
         await tx.execute(TAKE_UPDATE, r.job.platform, r.job.source_update)
     return job
+
+
+async def check_load(tx: Tx, r: Reservation) -> None:
+    """Refuse the job if the user has `max_in_flight` jobs unfinished, or `max_per_minute`
+    created within the last minute (the user already locked where the database needs it)."""
+    user = (r.job.platform, r.job.user_id)
+    since = r.now - BURST_WINDOW
+    row = await tx.fetchrow(USER_LOAD, *user, r.max_in_flight, since, r.max_per_minute)
+    in_flight_room, recent_room, in_flight, oldest = row or (True, True, 0, r.now)
+    if not in_flight_room:
+        raise TooManyInFlightError(
+            f"You already have {in_flight} photos in progress; wait for them to finish.",
+            limit=r.max_in_flight,
+        )
+    if not recent_room:
+        retry_after = max(1, round(float(oldest) + BURST_WINDOW - r.now))
+        raise RateLimitedError(
+            f"Too many photos in a minute; try again in {retry_after} s.",
+            retry_after=retry_after,
+            limit=r.max_per_minute,
+        )
 
 
 async def refund_job(tx: Tx, job_id: str, now: float) -> bool:

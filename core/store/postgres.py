@@ -38,8 +38,8 @@ import asyncpg
 from core.errors import StoreError
 from core.jobs import Job
 from core.logs import redact_url
-from core.store.dialect import POSTGRESQL, Dialect, Row, placeholders
-from core.store.ledger import COUNT_USER, Reservation
+from core.store.dialect import POSTGRESQL, Dialect, Row, Tx, placeholders
+from core.store.ledger import COUNT_USER, COUNT_USER_IF_ROOM, Reservation
 from core.store.schema import JOB_COLUMN_COUNT, JOB_COLUMNS, job_params
 from core.store.sql_store import Clock, SqlStore, Work
 
@@ -55,6 +55,12 @@ RESERVE_DAILY: Final = (
 )
 """One statement: count the job against the user's day as `COUNT_USER` ($1..$4) and insert it
 ($5... as `job_params`), both or neither; no row when the day is full."""
+RESERVE_DAILY_IF_ROOM: Final = (
+    f"WITH counted AS ({COUNT_USER_IF_ROOM}) INSERT INTO jobs ({JOB_COLUMNS}) "  # noqa: S608
+    f"SELECT {placeholders(JOB_COLUMN_COUNT, first=8)} FROM counted RETURNING true"
+)
+"""`RESERVE_DAILY` while the user has room (`core.store.ledger.ROOM`, $1..$7; the job from $8);
+run with the user locked, so the counts are the latest."""
 
 
 def _dsn(url: str) -> str:
@@ -211,17 +217,21 @@ class PostgresStore(SqlStore):
             return await work(PgTx(conn))
 
     async def _reserve_at_once(self, reservation: Reservation) -> Job | None:
-        """The daily allowance (or no limit) pays and no chat limit applies: one statement."""
+        """The daily allowance (or no limit) pays and no chat limit applies: one statement, after
+        the user's lock when their load is checked."""
         r = reservation
         if r.chat_limit is not None or r.user_limit == 0 or r.job.source_update is not None:
             return None
         job = r.row("free" if r.user_limit is None else "daily")
-        counted = await self._fetch(
-            RESERVE_DAILY,
-            job.platform,
-            job.user_id,
-            r.day,
-            r.user_limit,
-            *job_params(job, self.dialect),
-        )
-        return job if counted else None
+        params = job_params(job, self.dialect)
+        if not r.limits_load:
+            counted = await self._fetch(RESERVE_DAILY, *r.room_params()[:4], *params)
+            return job if counted else None
+
+        async def work(tx: Tx) -> bool:
+            await tx.fetchval(self.dialect.lock_user, job.platform, job.user_id)
+            return await tx.fetchval(RESERVE_DAILY_IF_ROOM, *r.room_params(), *params) is not None
+
+        # Refused (a full day, or the load): `reserve_job` finds out which, in a transaction
+        # of its own.
+        return job if await self._transaction(work) else None

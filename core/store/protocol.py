@@ -176,13 +176,18 @@ class JobStore(Protocol):
         user_limit: int | None,
         chat_limit: int | None,
         owner: str | None = None,
+        max_in_flight: int | None = None,
+        max_per_minute: int | None = None,
     ) -> Job:
         """Pay for `job` and insert it as `queued`, in one transaction.
 
-        Paid from the daily allowance while `used < user_limit`, else from granted credits;
-        `user_limit=None` is unlimited (paid "free", still counted). `chat_limit` (groups) is
-        checked and counted too. Raises `QuotaExceededError` / `ChatQuotaExceededError` having
-        changed nothing. With `owner`, the job is born claimed by that replica (heartbeat now).
+        First the user's load, in the same transaction: refused with `TooManyInFlightError` when
+        they have `max_in_flight` jobs unfinished, `RateLimitedError` (with `retry_after`) when
+        `max_per_minute` were created in the last minute; None checks nothing. Then paid from the
+        daily allowance while `used < user_limit`, else from granted credits; `user_limit=None`
+        is unlimited (paid "free", still counted). `chat_limit` (groups) is checked and counted
+        too. Raises `QuotaExceededError` / `ChatQuotaExceededError` having changed nothing. With
+        `owner`, the job is born claimed by that replica (heartbeat now).
         """
         ...
 

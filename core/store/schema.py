@@ -144,6 +144,12 @@ MIGRATIONS: Final[list[tuple[str, ...]]] = [
         "CREATE INDEX jobs_untold ON jobs (owner) "
         f"WHERE state IN ({ENDINGS_SQL}) AND sent_ref IS NULL",
     ),
+    # 5: a user's unfinished jobs, which every reservation counts (the in-flight limit) without
+    # reading their whole history.
+    (
+        "CREATE INDEX jobs_unfinished_by_user ON jobs (platform, user_id) "
+        f"WHERE state IN ({UNFINISHED_SQL})",
+    ),
 ]
 """Schema changes in order, as templates; the schema version is the number applied."""
 

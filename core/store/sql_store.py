@@ -116,9 +116,14 @@ class SqlStore(ChatRows, PurchaseRows, InboxRows, ABC):
         user_limit: int | None,
         chat_limit: int | None,
         owner: str | None = None,
+        max_in_flight: int | None = None,
+        max_per_minute: int | None = None,
     ) -> Job:
-        """Pay for `job` (daily allowance, then credits) and insert it as queued, atomically."""
-        reservation = Reservation(job, day, user_limit, chat_limit, owner, self._clock())
+        """Check the user's load, pay for `job` (daily allowance, then credits) and insert it as
+        queued, atomically."""
+        reservation = Reservation(
+            job, day, user_limit, chat_limit, owner, self._clock(), max_in_flight, max_per_minute
+        )
         reserved = await self._reserve_at_once(reservation)
         if reserved is None:
             reserved = await self._transaction(lambda tx: reserve_job(tx, reservation))
