@@ -43,12 +43,7 @@ def _when(ts: float, tz: str = "UTC") -> str:
 
 
 def _policy(settings: Settings) -> QuotaPolicy:
-    return QuotaPolicy(
-        settings.quota_per_user_per_day,
-        settings.quota_per_chat_per_day,
-        settings.admin_ids,
-        settings.quota_timezone,
-    )
+    return QuotaPolicy.from_settings(settings)
 
 
 async def quota_show(settings: Settings, user: str) -> int:

@@ -8,6 +8,8 @@ from collections.abc import Callable
 
 from core.fidelity import check_fidelity
 from core.jobs import Job
+from core.packs import Pack
+from core.payments import Payments
 from core.preferences import Language, Preferences
 from core.quota import QuotaPolicy, QuotaStatus
 from core.store import ChatSettings, JobStore, PurchaseTotals, Stats, UserSettings
@@ -22,10 +24,18 @@ class UserAccounts:
         self.preferences = Preferences(store)
         self._clock = clock
 
+    def payments(self, packs: list[Pack]) -> Payments:
+        """Credits sold in `packs`, kept in this service's store under its quota policy."""
+        return Payments(self.store, self.policy, packs, clock=self._clock)
+
     async def job_of(self, platform: str, job_id: str) -> Job | None:
         """The job `job_id` if it belongs to `platform` (a button's payload names it)."""
         job = await self.store.get_job(job_id)
         return job if job is not None and job.platform == platform else None
+
+    async def recent_jobs_of(self, platform: str, user_id: str, limit: int) -> list[Job]:
+        """The user's `limit` newest jobs, newest first."""
+        return await self.store.recent_jobs(limit, user=(platform, user_id))
 
     async def unfinished_jobs_where(
         self, platform: str, reply_key: str, reply_value: object

@@ -20,7 +20,7 @@ from core.packs import Pack
 from core.quota import QuotaPolicy
 from core.store import JobStore, Purchase
 
-__all__ = ["CURRENCY", "Pack", "Payment", "Payments", "RefundRefusedError"]
+__all__ = ["CURRENCY", "Pack", "Payment", "Payments", "Purchase", "RefundRefusedError"]
 
 CURRENCY: Final = "XTR"
 """Telegram Stars: digital goods are sold for Stars only, with no payment provider."""
@@ -64,6 +64,13 @@ class Payments:
     @property
     def enabled(self) -> bool:
         return bool(self.packs)
+
+    async def cursor(self, platform: str) -> int:
+        """How many of the platform's payment history entries were read (`set_cursor`)."""
+        return await self.store.payments_cursor(platform)
+
+    async def set_cursor(self, platform: str, scanned: int) -> None:
+        await self.store.set_payments_cursor(platform, scanned)
 
     def pack(self, photos: int) -> Pack | None:
         """The pack of `photos` on sale now."""

@@ -6,11 +6,14 @@ Below the service, so the layers under it (metrics) can speak of hooks and event
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from core.errors import RetouchError
+from core.errors import InputGoneError, RetouchError
 from core.jobs import Job, JobState, Platform
+
+log = logging.getLogger("retouch.service")
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,3 +60,34 @@ class PlatformHooks(Protocol):
     async def on_event(self, event: JobEvent) -> None:
         """Show the job's progress; failures here are logged and never fail the job."""
         ...
+
+
+class Adapters:
+    """The adapters plugged into the service, by platform, and the one way events reach them."""
+
+    def __init__(self) -> None:
+        self._hooks: dict[str, PlatformHooks] = {}
+
+    def register(self, platform: Platform, hooks: PlatformHooks) -> None:
+        self._hooks[platform] = hooks
+
+    def names(self) -> list[str]:
+        """The platforms whose adapters run here."""
+        return list(self._hooks)
+
+    def for_job(self, job: Job) -> PlatformHooks:
+        """The adapter of `job`'s platform; `InputGoneError` when it does not run here."""
+        hooks = self._hooks.get(job.platform)
+        if hooks is None:
+            raise InputGoneError(f"no {job.platform} adapter is running")
+        return hooks
+
+    async def emit(self, event: JobEvent) -> None:
+        """Show `event` to its platform's adapter; a failure there is logged, never raised."""
+        hooks = self._hooks.get(event.job.platform)
+        if hooks is None:
+            return
+        try:
+            await hooks.on_event(event)
+        except Exception:
+            log.exception("job %s: showing %s failed", event.job.id, event.kind)

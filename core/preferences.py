@@ -16,6 +16,17 @@ from typing import Final, Literal, get_args
 from core.fidelity import check_fidelity
 from core.store import ChatSettings, JobStore, UserSettings
 
+__all__ = [
+    "ChatSettings",
+    "Language",
+    "Preferences",
+    "UserSettings",
+    "language_code",
+    "pick_auto_retouch",
+    "pick_fidelity",
+    "pick_language",
+]
+
 Language = Literal["en", "zh"]
 LANGUAGES: Final[tuple[Language, ...]] = get_args(Language)
 

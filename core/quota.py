@@ -10,9 +10,13 @@ from collections.abc import Collection
 from dataclasses import dataclass
 from datetime import datetime, time, timedelta
 from functools import lru_cache
+from typing import TYPE_CHECKING
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from core.store import Usage
+
+if TYPE_CHECKING:
+    from core.settings import Settings
 
 
 @lru_cache(maxsize=32)
@@ -78,6 +82,16 @@ class QuotaPolicy:
         object.__setattr__(self, "per_chat_per_day", per_chat_per_day)
         object.__setattr__(self, "admin_ids", frozenset(admin_ids))
         object.__setattr__(self, "tz", tz)
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> QuotaPolicy:
+        """The policy the `QUOTA_*` and `ADMIN_IDS` settings describe."""
+        return cls(
+            settings.quota_per_user_per_day,
+            settings.quota_per_chat_per_day,
+            settings.admin_ids,
+            settings.quota_timezone,
+        )
 
     def is_admin(self, platform: str, user_id: str) -> bool:
         """Whether `platform:user_id` is listed as an admin (e.g. "telegram:123")."""

@@ -14,9 +14,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from dataclasses import dataclass
 
+from core.results import ResultFiles
 from core.store import JobStore
 
 log = logging.getLogger("retouch.retention")
@@ -41,22 +42,29 @@ class RetentionSweeper:
     def __init__(
         self,
         store: JobStore,
-        sweep_results: Callable[[], Awaitable[int]],
+        results: ResultFiles,
         *,
+        result_max_age_hours: float,
         retention_days: float,
         clock: Callable[[], float],
         interval: float = SWEEP_EVERY,
     ) -> None:
         self._store = store
-        self._sweep_results = sweep_results
+        self._results = results
+        self._result_max_age = result_max_age_hours * 3600
         self._days = retention_days
         self._clock = clock
         self._interval = interval
         self._task: asyncio.Task[None] | None = None
 
+    async def sweep_results(self) -> int:
+        """Delete stored results older than `JOBS_RESULT_MAX_AGE_HOURS` that no job still needs."""
+        keep = [job.result_path for job in await self._store.unfinished_jobs() if job.result_path]
+        return await self._results.sweep(keep, self._clock() - self._result_max_age)
+
     async def sweep(self) -> Swept:
         """One pass: stale result files, then platform references of jobs past retention."""
-        results = await self._sweep_results()
+        results = await self.sweep_results()
         erased = 0
         if self._days > 0:
             before = self._clock() - self._days * DAY

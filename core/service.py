@@ -31,13 +31,13 @@ from core.claims import ClaimKeeper
 from core.crash import arm, crash_point
 from core.delivery import SentResults, deliver_with_retries
 from core.endings import Endings
-from core.errors import CancelledJobError, InputGoneError, RetouchError, ShuttingDownError
+from core.errors import CancelledJobError, RetouchError, ShuttingDownError
 from core.imaging import ImageLimits
 from core.inbox import Inbox, carrying_update
 from core.jobs import UNFINISHED_STATES, Job, JobState, Platform
 from core.logs import current_job
 from core.pipeline import retouch_photo
-from core.platform import JobEvent, PlatformHooks, RetouchRequest
+from core.platform import Adapters, JobEvent, PlatformHooks, RetouchRequest
 from core.quota import QuotaPolicy
 from core.results import ResultFiles
 from core.retention import RetentionSweeper
@@ -129,13 +129,7 @@ class RetouchService(UserAccounts):
         clock: Callable[[], float] = time.time,
         sleep: Sleep = asyncio.sleep,
     ) -> None:
-        policy = QuotaPolicy(
-            settings.quota_per_user_per_day,
-            settings.quota_per_chat_per_day,
-            settings.admin_ids,
-            settings.quota_timezone,
-        )
-        super().__init__(store, policy, clock)
+        super().__init__(store, QuotaPolicy.from_settings(settings), clock)
         self.settings = settings
         self.backend = backend
         self.limits = ImageLimits.from_settings(settings)
@@ -152,15 +146,19 @@ class RetouchService(UserAccounts):
             stale_after=settings.jobs_stale_after_seconds,
         )
         self.retention = RetentionSweeper(
-            store, self.sweep_results, retention_days=settings.jobs_retention_days, clock=clock
+            store,
+            self.results,
+            result_max_age_hours=settings.jobs_result_max_age_hours,
+            retention_days=settings.jobs_retention_days,
+            clock=clock,
         )
         self._sleep = sleep
         arm(settings.jobs_crash_at)
-        self._hooks: dict[str, PlatformHooks] = {}
+        self.adapters = Adapters()
         self.sent = SentResults(store)
         """Where the adapter records a delivered result's message at once (`record`)."""
         self.endings = Endings(
-            store, self._emit, replica_id=self.replica_id, platforms=lambda: self._hooks
+            store, self.adapters.emit, replica_id=self.replica_id, platforms=self.adapters.names
         )
         self._queue = RunQueue()
         self._local: dict[str, _Local] = {}
@@ -173,7 +171,7 @@ class RetouchService(UserAccounts):
 
     def register(self, platform: Platform, hooks: PlatformHooks) -> None:
         """Plug in an adapter; its unfinished jobs are resumed by `start`."""
-        self._hooks[platform] = hooks
+        self.adapters.register(platform, hooks)
 
     async def start(self) -> None:
         """Sweep stale files, resume unfinished jobs, tell endings left untold, then start the
@@ -231,7 +229,7 @@ class RetouchService(UserAccounts):
             raise
         self._local[job.id] = _Local(image=request.image)
         position = await self._queue.put(job.id)
-        await self._emit(JobEvent("queued", job, position=position))
+        await self.adapters.emit(JobEvent("queued", job, position=position))
         return job, position
 
     def position(self, job_id: str) -> int | None:
@@ -281,12 +279,6 @@ class RetouchService(UserAccounts):
         paths = await self.store.forget(platform, user_id, today=self.policy.day_key(self._clock()))
         await self.results.discard(paths)
         return len(paths)
-
-    async def sweep_results(self) -> int:
-        """Delete stored results older than `JOBS_RESULT_MAX_AGE_HOURS` that no job still needs."""
-        keep = [job.result_path for job in await self.store.unfinished_jobs() if job.result_path]
-        cutoff = self._clock() - self.settings.jobs_result_max_age_hours * 3600
-        return await self.results.sweep(keep, cutoff)
 
     # --- the worker pool ------------------------------------------------------------------
 
@@ -355,9 +347,9 @@ class RetouchService(UserAccounts):
         if job is None:
             self._drop(job_id)
             return
-        await self._emit(JobEvent("running", job))
+        await self.adapters.emit(JobEvent("running", job))
         try:
-            image = local.image or await self._hooks_for(job).fetch_input(job)
+            image = local.image or await self.adapters.for_job(job).fetch_input(job)
             crash_point("input_fetched")
             local.image = None  # the input is not kept once the backend has it
             result = await retouch_photo(self.backend, image, job.fidelity, self.limits)
@@ -391,13 +383,13 @@ class RetouchService(UserAccounts):
             if result is None:
                 await self._fail(job, RetouchError("the stored result was lost"))
                 return
-        await self._emit(JobEvent("delivering", job))
+        await self.adapters.emit(JobEvent("delivering", job))
         local = self._local.get(job.id)
         if local is not None:
             local.uploading = True
         if result is not None and not sent:
             error = await deliver_with_retries(
-                self._hooks_for(job),
+                self.adapters.for_job(job),
                 job,
                 result,
                 attempts=self.settings.jobs_delivery_attempts,
@@ -414,7 +406,7 @@ class RetouchService(UserAccounts):
         self._drop(job.id)
         if done is not None:
             self._log_finished(done)
-            await self._emit(JobEvent("done", done))
+            await self.adapters.emit(JobEvent("done", done))
 
     async def _fail(self, job: Job, error: RetouchError) -> None:
         """Every failure is refunded (by the transition itself): a photo that could not be
@@ -449,21 +441,6 @@ class RetouchService(UserAccounts):
         """Forget a job here (settled, or no longer ours); no-op when already forgotten."""
         self._local.pop(job_id, None)
 
-    def _hooks_for(self, job: Job) -> PlatformHooks:
-        hooks = self._hooks.get(job.platform)
-        if hooks is None:
-            raise InputGoneError(f"no {job.platform} adapter is running")
-        return hooks
-
-    async def _emit(self, event: JobEvent) -> None:
-        hooks = self._hooks.get(event.job.platform)
-        if hooks is None:
-            return
-        try:
-            await hooks.on_event(event)
-        except Exception:
-            log.exception("job %s: showing %s failed", event.job.id, event.kind)
-
     async def _announce_positions(self) -> None:
         """Tell the jobs at the head of the queue their new place.
 
@@ -472,7 +449,7 @@ class RetouchService(UserAccounts):
         for position, job_id in enumerate(self._queue.head(POSITION_UPDATES), start=1):
             job = await self.store.get_job(job_id)
             if job is not None and job.state == "queued":
-                await self._emit(JobEvent("queued", job, position=position))
+                await self.adapters.emit(JobEvent("queued", job, position=position))
 
     # --- what the claim keeper asks (`core.claims.ClaimHolder`) ---------------------------
 
@@ -483,7 +460,7 @@ class RetouchService(UserAccounts):
         return job_id in self._local
 
     def platforms(self) -> list[str]:
-        return list(self._hooks)
+        return self.adapters.names()
 
     def room(self) -> int:
         return max(1, 4 * self.settings.max_concurrent_jobs - len(self._queue))

@@ -85,7 +85,11 @@ async def test_results_are_kept_for_compare_until_they_age_out(
         # A day later (by the file's clock) the sweep removes it.
         os.utime(job.result_path, (NOW - 25 * 3600, NOW - 25 * 3600))
         sweeper = RetentionSweeper(
-            service.store, service.sweep_results, retention_days=30, clock=clock
+            service.store,
+            service.results,
+            result_max_age_hours=service.settings.jobs_result_max_age_hours,
+            retention_days=30,
+            clock=clock,
         )
         assert (await sweeper.sweep()).results == 1
         assert not await service.results.exists(job.result_path)

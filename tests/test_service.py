@@ -613,7 +613,7 @@ async def test_old_results_are_swept(make_service: ServiceFactory, tmp_path: Pat
     fresh.write_bytes(b"x")
     os.utime(stale, (NOW - 2 * 86400, NOW - 2 * 86400))
     os.utime(fresh, (NOW - 60, NOW - 60))
-    assert await service.sweep_results() == 1
+    assert await service.retention.sweep_results() == 1
     assert sorted(p.name for p in service.results_dir.iterdir()) == ["fresh.jpg"]
 
 

@@ -18,8 +18,8 @@ from bots import messages as m
 from bots.chat_settings import ChatSettingsMenu
 from bots.discord.answers import PLATFORM, Interaction, language_of, tell
 from bots.discord.views import dispatch
+from core.preferences import ChatSettings
 from core.service import RetouchService
-from core.store import ChatSettings
 
 log = logging.getLogger("retouch.discord")
 

@@ -111,7 +111,7 @@ Missing = Callable[[], Awaitable[set[int]]]
 async def missing_siblings(service: RetouchService, job: Job, album: AlbumSlot) -> set[int]:
     """The photos of `job`'s album that will not come: refused at the door (no job), or already
     finished (failed, cancelled, or sent on their own before a restart)."""
-    jobs = await service.store.recent_jobs(SIBLINGS_LOOKED_AT, user=(PLATFORM, job.user_id))
+    jobs = await service.recent_jobs_of(PLATFORM, job.user_id, SIBLINGS_LOOKED_AT)
     coming = {album.index}
     for sibling in jobs:
         slot = Target.of(sibling).album

@@ -31,7 +31,6 @@ from bots.telegram.settings_menu import SettingsMenuHandlers
 from bots.telegram.status import StatusBoard
 from bots.telegram.target import PLATFORM, lang_of
 from core.jobs import Job
-from core.payments import Payments
 from core.service import JobEvent, RetouchService
 from core.settings import Settings
 
@@ -67,7 +66,7 @@ class TelegramBot:
         self.delivery = Delivery(parts, send_file_too=telegram.send_file_too)
         self.media = self.media_handlers(parts, telegram)
         commands = ChatCommands(service, PLATFORM, settings.retouch_default_fidelity)
-        payments = Payments(service.store, service.policy, settings.payments_stars_packs)
+        payments = service.payments(settings.payments_stars_packs)
         self.payments = PaymentHandlers(parts, payments, settings)
         self.selling = payments.enabled
         self.commands = CommandHandlers(commands, languages, payments=payments.enabled)

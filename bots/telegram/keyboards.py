@@ -16,8 +16,7 @@ from bots import messages as m
 from bots.chat_settings import ChatSettingsMenu
 from core.fidelity import REDO_CHOICES
 from core.packs import Pack
-from core.preferences import LANGUAGES
-from core.store import ChatSettings
+from core.preferences import LANGUAGES, ChatSettings
 
 CANCEL = "c"
 REDO = "r"

@@ -34,9 +34,8 @@ from bots.telegram.keyboards import BUY, buy_keyboard
 from bots.telegram.parts import BotParts
 from bots.telegram.replies import reply
 from bots.telegram.target import PLATFORM
-from core.payments import CURRENCY, Payment, Payments
+from core.payments import CURRENCY, Payment, Payments, Purchase
 from core.settings import Settings
-from core.store import Purchase
 
 log = logging.getLogger("retouch.telegram")
 Context = ContextTypes.DEFAULT_TYPE
@@ -172,7 +171,7 @@ class PaymentHandlers:
         Telegram lists transactions in chronological order, so the store keeps how many it has
         read; every payment found is recorded idempotently all the same.
         """
-        scanned = await self.service.store.payments_cursor(PLATFORM)
+        scanned = await self.payments.cursor(PLATFORM)
         found = 0
         while True:
             try:
@@ -188,7 +187,7 @@ class PaymentHandlers:
                     log.info("payment %s recorded from the Stars history", purchase.charge_id)
                     await self._tell(purchase)
             scanned += len(page.transactions)
-            await self.service.store.set_payments_cursor(PLATFORM, scanned)
+            await self.payments.set_cursor(PLATFORM, scanned)
             if len(page.transactions) < PAGE:
                 return found
 
