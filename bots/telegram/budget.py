@@ -113,6 +113,7 @@ class FloodBudget(BaseRateLimiter[Priority]):
         self._expected: defaultdict[int, set[str]] = defaultdict(set)
         self._last_action: dict[int, float] = {}
         self._recent_floods: deque[tuple[float, int | None]] = deque()
+        self._floods: defaultdict[int | None, int] = defaultdict(int)  # 429s so far, by chat
 
     async def initialize(self) -> None:
         """Nothing to open: the budget is kept in memory."""
@@ -160,6 +161,7 @@ class FloodBudget(BaseRateLimiter[Priority]):
                 await self._wait_turn(chat, cost)
             else:
                 self._spare(chat, cost, priority)
+            self.clock.in_flight(1)
             try:
                 return await callback(*args, **kwargs)
             except RetryAfter as exc:
@@ -170,6 +172,7 @@ class FloodBudget(BaseRateLimiter[Priority]):
                 if attempt == MAX_FLOOD_WAITS or seconds > MAX_WAIT_SECONDS:
                     raise
             finally:
+                self.clock.in_flight(-1)
                 self._sent(chat, cost)
         raise AssertionError("unreachable")
 
@@ -179,17 +182,21 @@ class FloodBudget(BaseRateLimiter[Priority]):
         """Wait out flood waits, then for a slot in the chat's bucket and the global one."""
         self._waiting[chat] += 1
         try:
-            await self._out_of_flood(chat)
-            if cost == 0:
-                return
-            if chat is not None:
-                await self._reserve(self._bucket(chat), cost)
-            self._waiting_globally += 1
-            try:
-                await self._reserve(self._global, cost)
-            finally:
-                self._waiting_globally -= 1
-            await self._out_of_flood(chat)  # one may have begun while this call waited
+            while True:
+                await self._out_of_flood(chat)
+                if cost == 0:
+                    return
+                floods = self._floods[chat], self._floods[None]
+                if chat is not None:
+                    await self._reserve(self._bucket(chat), cost)
+                self._waiting_globally += 1
+                try:
+                    await self._reserve(self._global, cost)
+                finally:
+                    self._waiting_globally -= 1
+                if floods == (self._floods[chat], self._floods[None]):
+                    return
+                # a 429 came meanwhile: the slot was reckoned on a bucket Telegram found full
         finally:
             self._waiting[chat] -= 1
             if not self._waiting[chat]:
@@ -252,9 +259,13 @@ class FloodBudget(BaseRateLimiter[Priority]):
         spread = {c for _, c in self._recent_floods}
         if chat is None or len(spread) >= SPREAD_CHATS:
             self._global_wait = max(self._global_wait, until)
+            self._floods[None] += 1
+            _drain(self._global, until)
             log.warning("flood control: every chat waits %.0f s (%s)", seconds, endpoint)
         else:
             self._chat_waits[chat] = max(self._chat_waits.get(chat, -math.inf), until)
+            self._floods[chat] += 1
+            _drain(self._bucket(chat), until)
             log.warning("flood control: chat %s waits %.0f s (%s)", chat, seconds, endpoint)
 
     def _wait_end(self, chat: int | None) -> float:
@@ -272,6 +283,11 @@ class FloodBudget(BaseRateLimiter[Priority]):
                 bucket = Bucket(1 / self.limits.chat_per_second, self.limits.chat_burst)
             self._chats[chat] = bucket
         return bucket
+
+
+def _drain(bucket: Bucket, until: float) -> None:
+    """After a 429 the bucket is as Telegram sees it: one message fits when the wait ends."""
+    bucket.tat = max(bucket.tat, until + (bucket.burst - 1) * bucket.interval)
 
 
 def budget_of(bot: object) -> FloodBudget | None:

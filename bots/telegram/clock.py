@@ -13,11 +13,14 @@ from typing import Protocol
 
 
 class Clock(Protocol):
-    """Monotonic seconds, and a sleep until one of them."""
+    """Monotonic seconds, a sleep until one of them, and word of the calls in flight."""
 
     def monotonic(self) -> float: ...
 
     async def sleep_until(self, deadline: float) -> None: ...
+
+    def in_flight(self, change: int) -> None:
+        """A call went out (+1) or was answered (-1): a test's clock holds still meanwhile."""
 
 
 class SystemClock:
@@ -28,6 +31,9 @@ class SystemClock:
 
     async def sleep_until(self, deadline: float) -> None:
         await asyncio.sleep(max(0.0, deadline - time.monotonic()))
+
+    def in_flight(self, change: int) -> None:
+        """Real time passes anyway."""
 
 
 SYSTEM_CLOCK = SystemClock()
