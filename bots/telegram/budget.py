@@ -43,6 +43,11 @@ ACTION_EVERY = 5.0
 """Telegram shows a chat action for 5 s: at most one per chat in that time."""
 GLOBAL_RESERVE = 1 / 3
 """The share of the global bucket a status update leaves for results still to come."""
+MARGIN_SECONDS = 0.25
+"""A call that had to wait goes this much after its slot at least, or as long after it as calls
+took lately (`LAG_HALF_LIFE`): calls let out earlier may still be on their way (queued for a
+connection, uploading), and Telegram counts each when it arrives."""
+LAG_HALF_LIFE = 10.0
 SPREAD_SECONDS = 1.0
 """429s for this many chats within this many seconds are taken for a global limit."""
 SPREAD_CHATS = 2
@@ -114,6 +119,8 @@ class FloodBudget(BaseRateLimiter[Priority]):
         self._last_action: dict[int, float] = {}
         self._recent_floods: deque[tuple[float, int | None]] = deque()
         self._floods: defaultdict[int | None, int] = defaultdict(int)  # 429s so far, by chat
+        self._lag = 0.0  # how long sending calls took lately, decaying (see MARGIN_SECONDS)
+        self._lag_at = -math.inf
 
     async def initialize(self) -> None:
         """Nothing to open: the budget is kept in memory."""
@@ -162,6 +169,7 @@ class FloodBudget(BaseRateLimiter[Priority]):
             else:
                 self._spare(chat, cost, priority)
             self.clock.in_flight(1)
+            admitted = self.clock.monotonic()
             try:
                 return await callback(*args, **kwargs)
             except RetryAfter as exc:
@@ -173,7 +181,7 @@ class FloodBudget(BaseRateLimiter[Priority]):
                     raise
             finally:
                 self.clock.in_flight(-1)
-                self._sent(chat, cost)
+                self._sent(chat, cost, admitted)
         raise AssertionError("unreachable")
 
     # ------------------------------------------------------------------ internals
@@ -207,7 +215,7 @@ class FloodBudget(BaseRateLimiter[Priority]):
         start = bucket.ready_at(now, cost)
         bucket.take(start, cost)
         if start > now:
-            await self.clock.sleep_until(start)
+            await self.clock.sleep_until(start + max(MARGIN_SECONDS, self._recent_lag(now)))
 
     async def _out_of_flood(self, chat: int | None) -> None:
         while (wait := self._wait_end(chat)) > self.clock.monotonic():
@@ -238,12 +246,16 @@ class FloodBudget(BaseRateLimiter[Priority]):
             bucket.take(now, cost)
         self._global.take(now, cost)
 
-    def _sent(self, chat: int | None, cost: int) -> None:
+    def _recent_lag(self, now: float) -> float:
+        return float(self._lag * 0.5 ** ((now - self._lag_at) / LAG_HALF_LIFE))
+
+    def _sent(self, chat: int | None, cost: int, admitted: float) -> None:
         """The call was answered: it reached Telegram by now at the latest, which the buckets
         take as its time (an upload that took long counts from its end, as Telegram sees it)."""
         if cost == 0:
             return
         now = self.clock.monotonic()
+        self._lag, self._lag_at = max(self._recent_lag(now), now - admitted), now
         for bucket in (self._global, self._chats.get(chat) if chat is not None else None):
             if bucket is not None:
                 bucket.tat = max(bucket.tat, now + cost * bucket.interval)
