@@ -17,9 +17,11 @@ from typing import Any
 
 import pytest
 
+from bots.telegram.clock import BUDGET_CLOCK
 from bots.telegram.run import run_telegram
 from bots.telegram.settings import TelegramSettings
 from core.settings import Settings, load_settings
+from tests.fake_clock import JumpClock
 from tests.fake_telegram import ChatMessage, FakeTelegram, User
 from tests.upstream_fakes import Echo, FakeUpstream, Gate
 
@@ -62,9 +64,8 @@ class Harness:
             bot_token=self.tg.token,
             api_base_url=self.tg.base_url,
             file_base_url=self.tg.base_file_url,
-            album_wait_seconds=0.05,
-            status_edit_interval_seconds=0,
-            **self.telegram_overrides,
+            **{"album_wait_seconds": 0.05, "status_edit_interval_seconds": 0}
+            | self.telegram_overrides,
         )
 
     async def start(self, telegram: dict[str, Any] | None = None, **overrides: Any) -> None:
@@ -73,7 +74,15 @@ class Harness:
         self.telegram_overrides.update(telegram or {})
         polls = len(self.tg.calls_to("getUpdates"))
         self.stop = asyncio.Event()
-        self.task = asyncio.create_task(run_telegram(self.settings(), self.telegram(), self.stop))
+        # The bot's flood budget keeps the fake's clock when that is a test's (see JumpClock).
+        clock = self.tg.clock if isinstance(self.tg.clock, JumpClock) else None
+        token = BUDGET_CLOCK.set(clock)
+        try:
+            self.task = asyncio.create_task(
+                run_telegram(self.settings(), self.telegram(), self.stop)
+            )
+        finally:
+            BUDGET_CLOCK.reset(token)
         await self.tg.wait_until(
             lambda: len(self.tg.calls_to("getUpdates")) > polls or self._died()
         )
@@ -128,7 +137,7 @@ class Harness:
 @pytest.fixture
 async def bot(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> AsyncIterator[Harness]:
     caplog.set_level(logging.DEBUG)
-    async with FakeTelegram() as tg, FakeUpstream(default=Echo()) as upstream:
+    async with FakeTelegram(clock=JumpClock()) as tg, FakeUpstream(default=Echo()) as upstream:
         harness = Harness(tg, upstream, tmp_path)
         yield harness
         if harness.task is not None:
@@ -357,6 +366,7 @@ async def test_flood_control_on_send_photo_is_waited_out(
     [result] = await bot.result_for(ALICE.id)
     assert result.data == portrait_bytes
     assert [c.status for c in bot.tg.calls_to("sendPhoto")] == [429, 200]
+    assert bot.tg.flood_stats()["calls_during_flood_wait"] == 0  # it waited the whole second
 
 
 async def test_a_failed_upload_is_retried_from_the_stored_result(

@@ -103,7 +103,7 @@ class MediaHandlers:
                 usable.append(msg)
         if not usable:
             return
-        status = await self.status.open(first, m.text("received", lang))
+        status = await self.status.open(first, m.text("received", lang), jobs=len(usable))
         if len(usable) == 1:
             refusal = await self._submit(usable[0], usable[0], fidelity, status, lang)
             if refusal is not None:
@@ -122,8 +122,10 @@ class MediaHandlers:
                 refused.setdefault(refusal, msg)
                 turned_away += 1
         if turned_away == size:  # the status reply has nothing else to show
+            self.status.leave(status, size - 1)
             await self._refuse(first, status, "\n".join(refused))
             return
+        self.status.leave(status, turned_away)
         for refusal, msg in refused.items():
             await reply(msg, refusal)
 
@@ -206,9 +208,10 @@ class MediaHandlers:
 
     async def _refuse(self, answer_to: Message, status: Message | None, refusal: str) -> None:
         """Say a refusal in the status reply, or as a reply to `answer_to` when there is none."""
-        if status is not None:
-            await self.status.show(status.chat.id, status.message_id, refusal, None)
-        else:
+        if not (
+            status is not None
+            and await self.status.final(status.chat.id, status.message_id, refusal)
+        ):
             await reply(answer_to, refusal)
 
     async def _all_photos(self, message: Message) -> bool:

@@ -16,6 +16,7 @@ from telegram.ext import Application, ApplicationBuilder
 
 from bots.runtime import Runtime, serve
 from bots.telegram.bot import TelegramBot
+from bots.telegram.budget import FloodBudget, FloodLimits
 from bots.telegram.request import AiohttpRequest
 from bots.telegram.settings import TelegramSettings
 from bots.telegram.target import PLATFORM
@@ -65,6 +66,7 @@ def build_application(
         .request(requests)
         .get_updates_request(polling)
         .updater(None)  # updates come through the inbox: `bots.telegram.updates`
+        .rate_limiter(FloodBudget(FloodLimits.of(telegram)))
         .build()
     )
 
