@@ -47,6 +47,8 @@ from urllib.parse import quote
 
 from aiohttp import BodyPartReader, WSMsgType, web
 
+from tests.fake_discord_limits import DiscordLimits, RateLimiter, Unlimited, Verdict
+
 if TYPE_CHECKING:
     import pytest
 
@@ -336,8 +338,16 @@ class FakeDiscord:
         shards: int = 1,
         allow_privileged_intents: bool = True,
         application_flags: int = (1 << 19) | (1 << 23),
+        enforce_limits: bool = True,
+        limits: DiscordLimits | None = None,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
+        """`enforce_limits=False` is for the few tests that need no rate limit (they say why);
+        `limits` (e.g. `DiscordLimits().scaled(0.02)`) and `clock` shape the ones enforced."""
         self.snowflake = Snowflakes()
+        self.clock = clock
+        chosen = limits or DiscordLimits()
+        self.limiter = RateLimiter(chosen, clock) if enforce_limits else Unlimited(chosen, clock)
         self.token = token
         self.application_id = application_id or self.snowflake()
         self.bot_user_id = bot_user_id or self.application_id
@@ -634,6 +644,10 @@ class FakeDiscord:
             async with self._changed:
                 self._changed.notify_all()
 
+    def rate_limit_stats(self) -> dict[str, Any]:
+        """Requests the limiter saw, 429s (its own and injected), requests during a wait."""
+        return self.limiter.stats.as_dict()
+
     # --- fault injection -----------------------------------------------------------------
 
     def fail_next(
@@ -674,6 +688,9 @@ class FakeDiscord:
         headers = {"Via": "1.1 google"}
         body: Any = fault.body
         if fault.status == 429:
+            self.limiter.announce(
+                call.method, call.route, call.params, fault.retry_after, global_=fault.global_
+            )
             headers.update(
                 {
                     "Retry-After": str(max(1, int(fault.retry_after + 0.999))),
@@ -1568,11 +1585,18 @@ class FakeDiscord:
             headers=dict(request.headers),
             body=b"",
         )
+        verdict: Verdict | None = None
         try:
             await self._read_body(request, call)
             error = self._check_auth(call, route.kind if route else "bot")
             if error is not None:
                 raise error
+            verdict = self.limiter.check(call.method, call.route, call.params)
+            if verdict.refusal is not None:
+                call.status, call.response = 429, verdict.refusal
+                return _json_response(
+                    verdict.refusal, status=429, headers={"Via": "1.1 google", **verdict.headers}
+                )
             fault = self._take_fault(call)
             if fault is not None:
                 return self._fault_response(fault, call)
@@ -1588,19 +1612,10 @@ class FakeDiscord:
         finally:
             self.calls.append(call)
             await self._notify()
-        headers = {"Via": "1.1 google", **self._ratelimit_headers(call)}
+        headers = {"Via": "1.1 google", **(verdict.headers if verdict else {})}
         if call.response is None:
             return web.Response(status=call.status or 204, headers=headers)
         return _json_response(call.response, status=call.status, headers=headers)
-
-    def _ratelimit_headers(self, call: Call) -> dict[str, str]:
-        return {
-            "X-RateLimit-Limit": "50",
-            "X-RateLimit-Remaining": "49",
-            "X-RateLimit-Reset": f"{time.time() + 0.1:.3f}",
-            "X-RateLimit-Reset-After": "0.100",
-            "X-RateLimit-Bucket": _bucket(call.route),
-        }
 
     async def _cdn_get(self, request: web.Request) -> web.StreamResponse:
         info = request.match_info

@@ -23,6 +23,7 @@ from tests.fake_discord import (
     FakeDiscord,
     GuildSpec,
 )
+from tests.fake_discord_limits import DiscordLimits
 
 
 def png(width: int = 24, height: int = 16) -> bytes:
@@ -134,7 +135,8 @@ class ProbeBot(discord.Client):
 
 @pytest.fixture
 async def fake() -> AsyncIterator[FakeDiscord]:
-    async with FakeDiscord() as server:
+    """Discord's rate limits with every window 20 times shorter (discord.py waits them out)."""
+    async with FakeDiscord(limits=DiscordLimits().scaled(0.05)) as server:
         yield server
 
 
