@@ -94,6 +94,12 @@ PRIVILEGED_INTENTS = (1 << 1) | (1 << 8) | (1 << 15)
 EPHEMERAL = 1 << 6
 LOADING = 1 << 7
 
+# A message nonce (https://discord.com/developers/docs/resources/message#create-message): at
+# most 25 characters; with `enforce_nonce` the same author's same nonce in a channel within the
+# past few minutes returns the message it created instead of a new one.
+NONCE_MAX_LENGTH = 25
+NONCE_WINDOW = 5 * 60.0
+
 # Path regexes for `fail_next` and `wait_for` (paths are relative to the API base).
 CALLBACK = r"^/interactions/\d+/[^/]+/callback$"
 FOLLOWUP = r"^/webhooks/\d+/[^/]+$"
@@ -226,6 +232,14 @@ class _Fault:
     global_: bool
     remaining: int
     body: Any
+
+
+@dataclass
+class _Hold:
+    method: str
+    pattern: re.Pattern[str]
+    remaining: int
+    release: asyncio.Event
 
 
 @dataclass
@@ -394,6 +408,8 @@ class FakeDiscord:
         self._expired_cdn: set[int] = set()
         self._interactions: dict[str, _Interaction] = {}
         self._faults: list[_Fault] = []
+        self._holds: list[_Hold] = []
+        self._nonces: dict[tuple[int, str, str], tuple[int, float]] = {}
         self._sessions: dict[str, _Session] = {}
         self._connections: list[_Connection] = []
         self.gateway_urls: list[str] = []  # path and query of every websocket the client opened
@@ -670,6 +686,23 @@ class FakeDiscord:
                 method.upper(), re.compile(path_regex), status, retry_after, global_, times, body
             )
         )
+
+    def hold_answers(self, method: str, path_regex: str, *, times: int = 1) -> asyncio.Event:
+        """Carry out the next matching calls but keep their answers until the event is set.
+
+        The call is recorded (and `wait_for` sees it) as soon as it took effect: what a client
+        killed between sending a request and reading its answer leaves behind.
+        """
+        hold = _Hold(method.upper(), re.compile(path_regex), times, asyncio.Event())
+        self._holds.append(hold)
+        return hold.release
+
+    def _take_hold(self, call: Call) -> asyncio.Event | None:
+        for hold in self._holds:
+            if hold.remaining > 0 and hold.method == call.method and hold.pattern.search(call.path):
+                hold.remaining -= 1
+                return hold.release
+        return None
 
     def expire(self, interaction: Mapping[str, Any]) -> None:
         """Expire an interaction's token, as Discord does after 15 minutes."""
@@ -1612,6 +1645,9 @@ class FakeDiscord:
         finally:
             self.calls.append(call)
             await self._notify()
+        release = self._take_hold(call)
+        if release is not None:
+            await release.wait()
         headers = {"Via": "1.1 google", **(verdict.headers if verdict else {})}
         if call.response is None:
             return web.Response(status=call.status or 204, headers=headers)
@@ -1930,7 +1966,17 @@ class FakeDiscord:
         self._require(channel_id, needed)
         if not (body.get("content") or body.get("embeds") or call.files or body.get("components")):
             raise ApiError(400, "Cannot send an empty message", 50006)
+        nonce = self._nonce_of(body)
+        if nonce is not None and body.get("enforce_nonce"):
+            earlier = self._nonces.get((channel_id, self.bot_user["id"], nonce))
+            if earlier is not None and self.clock() - earlier[1] < NONCE_WINDOW:
+                original = self.messages.get(earlier[0])
+                if original is not None:
+                    return 200, original  # Discord returns the message the nonce created
         message = self._new_message(channel_id, self.bot_user, body, call.files)
+        if nonce is not None:
+            key = (channel_id, self.bot_user["id"], nonce)
+            self._nonces[key] = (int(message["id"]), self.clock())
         reference = body.get("message_reference")
         if reference:
             target = self.messages.get(_int(reference.get("message_id")))
@@ -1946,6 +1992,18 @@ class FakeDiscord:
             }
             message["referenced_message"] = target
         return 200, message
+
+    @staticmethod
+    def _nonce_of(body: Mapping[str, Any]) -> str | None:
+        """A message's nonce: an integer or a string of at most 25 characters."""
+        nonce = body.get("nonce")
+        if nonce is None:
+            return None
+        if isinstance(nonce, bool) or not isinstance(nonce, int | str):
+            raise _invalid_form("nonce", "Must be an integer or a string.")
+        if isinstance(nonce, str) and len(nonce) > NONCE_MAX_LENGTH:
+            raise _invalid_form("nonce", f"Must be {NONCE_MAX_LENGTH} or fewer in length.")
+        return str(nonce)
 
     def _channel_message(self, call: Call) -> tuple[int, JSON]:
         channel_id, _ = self._channel(call)

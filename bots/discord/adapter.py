@@ -22,7 +22,7 @@ from bots.compare import Comparisons
 from bots.discord.answers import chat_of, language_of, tell
 from bots.discord.batches import Batches
 from bots.discord.compare import CompareHandler
-from bots.discord.delivery import Replier, Upload, fit
+from bots.discord.delivery import Replier, Upload, fit, result_nonce
 from bots.discord.render import result_embed
 from bots.discord.settings import DiscordSettings
 from bots.discord.settings_view import ServerSettings, SettingSelect
@@ -337,7 +337,8 @@ class DiscordBot:
         embed = result_embed(target.lang, first.fidelity, seconds, quota, image)
         compare = self.settings.compare_enabled
         view = redo_view([job.id for job, _ in items], target.lang, compare=compare)
-        await self.replier.send_result(target, uploads, embed, view)
+        nonce = result_nonce([job.id for job, _ in items])
+        await self.replier.send_result(target, uploads, embed, view, nonce)
         for job, _ in items:
             self.status.drop(Target.of(job))
 
