@@ -151,6 +151,7 @@ class Call:
     files: list[UploadedFile] = field(default_factory=list)
     status: int = 0
     response: Any = None
+    at: float = 0.0  # when it arrived, on the fake's clock
 
     def header(self, name: str) -> str | None:
         """A request header, looked up case-insensitively."""
@@ -236,8 +237,7 @@ class _Fault:
 
 @dataclass
 class _Hold:
-    method: str
-    pattern: re.Pattern[str]
+    matches: Callable[[Call], bool]
     remaining: int
     release: asyncio.Event
 
@@ -687,19 +687,30 @@ class FakeDiscord:
             )
         )
 
-    def hold_answers(self, method: str, path_regex: str, *, times: int = 1) -> asyncio.Event:
-        """Carry out the next matching calls but keep their answers until the event is set.
+    def hold_answers(
+        self, what: Callable[[Call], bool] | tuple[str, str], *, times: int = 1
+    ) -> asyncio.Event:
+        """Carry out the next matching calls (a predicate or `(method, path_regex)`) but keep
+        their answers until the event is set.
 
         The call is recorded (and `wait_for` sees it) as soon as it took effect: what a client
-        killed between sending a request and reading its answer leaves behind.
+        killed between sending a request and reading its answer leaves behind, or a slow answer.
         """
-        hold = _Hold(method.upper(), re.compile(path_regex), times, asyncio.Event())
+        if callable(what):
+            matches = what
+        else:
+            method, pattern = what[0].upper(), re.compile(what[1])
+
+            def matches(call: Call) -> bool:
+                return call.method == method and bool(pattern.search(call.path))
+
+        hold = _Hold(matches, times, asyncio.Event())
         self._holds.append(hold)
         return hold.release
 
     def _take_hold(self, call: Call) -> asyncio.Event | None:
         for hold in self._holds:
-            if hold.remaining > 0 and hold.method == call.method and hold.pattern.search(call.path):
+            if hold.remaining > 0 and hold.matches(call):
                 hold.remaining -= 1
                 return hold.release
         return None
@@ -1617,6 +1628,7 @@ class FakeDiscord:
             query=dict(request.query),
             headers=dict(request.headers),
             body=b"",
+            at=self.clock(),
         )
         verdict: Verdict | None = None
         try:
@@ -1663,6 +1675,7 @@ class FakeDiscord:
             query=dict(request.query),
             headers=dict(request.headers),
             body=b"",
+            at=self.clock(),
         )
         try:
             self._check_auth(call, "cdn")

@@ -116,7 +116,7 @@ async def test_a_kill_after_the_channel_post_resends_it_once(
             )
             await gate.wait_entered(1)
             fake.expire(interaction)  # the answer goes to the channel
-            release = fake.hold_answers("POST", rf"^/channels/{general}/messages$")
+            release = fake.hold_answers(("POST", rf"^/channels/{general}/messages$"))
             gate.opened.set()
             [posted] = await fake.wait_for(photo_post)
             child.send_signal(signal.SIGKILL)

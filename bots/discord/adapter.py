@@ -291,7 +291,6 @@ class DiscordBot:
     async def deliver(self, job: Job, result: bytes) -> None:
         """Post the result (with a batch's other photos when they finish together)."""
         target = Target.of(job)
-        await self.status.idle(target)  # the status message is no longer "thinking"
         if target.batch is None:
             await self._send_results([(job, result)])
         else:
@@ -338,9 +337,8 @@ class DiscordBot:
         compare = self.settings.compare_enabled
         view = redo_view([job.id for job, _ in items], target.lang, compare=compare)
         nonce = result_nonce([job.id for job, _ in items])
+        await self.status.quiet(Target.of(job) for job, _ in items)
         await self.replier.send_result(target, uploads, embed, view, nonce)
-        for job, _ in items:
-            self.status.drop(Target.of(job))
 
     async def _busy_siblings(self, interaction_id: int) -> set[str]:
         jobs = await self.service.unfinished_jobs_where(PLATFORM, "interaction_id", interaction_id)
