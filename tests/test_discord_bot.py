@@ -448,6 +448,7 @@ async def test_rate_limited_follow_up_is_retried(
         await result_of(fake, interaction)
     posts = [c.status for c in fake.responses_for(interaction) if c.method == "POST"]
     assert posts == [200, 429, 200]
+    assert fake.rate_limit_stats()["requests_during_wait"] == 0
 
 
 async def test_job_outliving_its_token_is_posted_in_the_channel(

@@ -286,6 +286,7 @@ async def test_rate_limited_follow_up_is_retried_and_the_file_arrives(
     await bot.next_seen("retouch")
     assert [c.status for c in fake.responses_for(interaction)] == [200, 429, 200]
     assert len(fake.messages_for(interaction)) == 2  # the deferred answer and one follow-up
+    assert fake.rate_limit_stats()["requests_during_wait"] == 0  # discord.py waited it out
 
 
 async def test_slash_command_in_a_direct_message(fake: FakeDiscord, bot: ProbeBot) -> None:

@@ -196,3 +196,18 @@ async def test_the_headers_discord_py_reads(monkeypatch: pytest.MonkeyPatch) -> 
         assert float(last.headers["X-RateLimit-Reset-After"]) <= 5.0
         assert body["global"] is False and 0 < body["retry_after"] <= 5.0
         assert fake.rate_limit_stats()["too_many_requests"] == 1
+
+
+async def test_a_fake_without_limits_says_so_in_its_headers() -> None:
+    """`enforce_limits=False`, for a test that needs no limit: nothing refused, still counted."""
+    async with FakeDiscord(enforce_limits=False) as fake, aiohttp.ClientSession() as session:
+        url = f"{fake.api_base}/channels/{fake.channel_id('general')}/messages"
+        auth = {"Authorization": f"Bot {fake.token}"}
+        statuses = []
+        for _ in range(8):
+            async with session.post(url, headers=auth, json={"content": "x"}) as response:
+                statuses.append(response.status)
+                assert response.headers["X-RateLimit-Remaining"] != "0"
+    assert statuses == [200] * 8
+    stats = fake.rate_limit_stats()
+    assert stats["requests"] == 8 and stats["too_many_requests"] == 0
