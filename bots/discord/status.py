@@ -97,7 +97,7 @@ class StatusBoard:
             if board.editor is not None and not board.landed.is_set():
                 await board.landed.wait()  # a follow-up must not meet a "thinking" message
             board.lines.pop(target.index, None)
-            if board.editor is not None:
+            if board.editor is not None and not board.closing:  # a deletion may go on
                 await self._stop(board)
                 board.shown = ""  # the cut-off edit may or may not have landed
 
