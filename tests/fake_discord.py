@@ -664,6 +664,13 @@ class FakeDiscord:
         """Requests the limiter saw, 429s (its own and injected), requests during a wait."""
         return self.limiter.stats.as_dict()
 
+    def assert_limits_kept(self) -> None:
+        """The client met no 429 but injected ones, and sent nothing during an announced wait."""
+        stats = self.limiter.stats
+        refused = stats.too_many_requests - stats.injected_too_many_requests
+        assert refused == 0, f"{refused} request(s) refused by the rate limits: {stats}"
+        assert stats.requests_during_wait == 0, f"requests during a rate-limit wait: {stats}"
+
     # --- fault injection -----------------------------------------------------------------
 
     def fail_next(

@@ -93,6 +93,8 @@ class Verdict:
 class RateLimitStats:
     requests: int = 0
     too_many_requests: int = 0
+    """Every 429 answered: the limiter's own and the injected ones (`fail_next`)."""
+    injected_too_many_requests: int = 0
     global_too_many_requests: int = 0
     requests_during_wait: int = 0
     by_bucket: dict[str, int] = field(default_factory=dict)
@@ -102,6 +104,7 @@ class RateLimitStats:
         return {
             "requests": self.requests,
             "too_many_requests": self.too_many_requests,
+            "injected_too_many_requests": self.injected_too_many_requests,
             "global_too_many_requests": self.global_too_many_requests,
             "requests_during_wait": self.requests_during_wait,
             "by_bucket": dict(self.by_bucket),
@@ -164,6 +167,7 @@ class RateLimiter:
         window = self._global if global_ else self._window(name, major)
         window.wait_until = max(window.wait_until, until)
         self.stats.too_many_requests += 1
+        self.stats.injected_too_many_requests += 1
         self.stats.global_too_many_requests += int(global_)
 
     def _window(self, name: str, major: str) -> _Window:

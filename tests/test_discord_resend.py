@@ -145,6 +145,7 @@ async def test_a_kill_after_the_channel_post_resends_it_once(
             await store.close()
         assert done is not None and done.state == "done"
         assert fake.errors == [] and fake.violations == []
+        fake.assert_limits_kept()
 
     with_photo = [m for m in fake.channel_messages(general) if m["attachments"]]
     assert len(with_photo) == 1

@@ -153,6 +153,7 @@ async def fake(monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[FakeDiscord]:
         yield server
         assert server.errors == []
         assert server.violations == []
+        server.assert_limits_kept()
 
 
 @pytest.fixture

@@ -153,6 +153,7 @@ async def bot(fake: FakeDiscord, monkeypatch: pytest.MonkeyPatch) -> AsyncIterat
     await asyncio.wait_for(task, 10)
     assert fake.errors == []
     assert fake.violations == []
+    fake.assert_limits_kept()
 
 
 async def test_login_and_gateway_fill_the_cache(fake: FakeDiscord, bot: ProbeBot) -> None:
