@@ -23,7 +23,7 @@ class DiscordSettings(EnvSettings):
     sync_commands: bool = True
     shard_count: int | Literal["auto"] | None = None
     shard_ids: IntList = Field(default_factory=list)
-    status_edit_interval_seconds: float = Field(1.0, ge=0, le=60)
+    status_edit_interval_seconds: float = Field(2.0, ge=0, le=60)
 
     @field_validator("shard_count", mode="before")
     @classmethod

@@ -1,12 +1,13 @@
 """The deferred response as a status board: queue position and progress, with a Cancel button.
 
 Each message has one background task that edits it: at most one edit per `interval` seconds
-(about one a second by default), always the latest lines, then the deletion once every job is
+(one every 2 s by default), always the latest lines, then the deletion once every job is
 over; the service's hooks never wait for Discord here. A result about to go out is never held
-behind an edit: a pending or in-flight edit is dropped for it (all requests of one interaction
-token share one rate-limit bucket and discord.py sends them one at a time). Only the very first
-edit, which ends Discord's "thinking..." state, is waited for. An interaction with several photos
-shows one line per photo.
+behind a pending edit: that edit is dropped. An edit already sent is let finish first: every
+request of one interaction token shares one rate-limit bucket and discord.py sends them one at a
+time, sleeping out a 429 in between, so cutting it off would send the result inside the wait
+Discord announced. The first edit also ends Discord's "thinking..." state, which a follow-up must
+not meet. An interaction with several photos shows one line per photo.
 """
 
 from __future__ import annotations
@@ -36,8 +37,8 @@ class _Board:
     last_edit: float = float("-inf")
     closing: bool = False
     editor: asyncio.Task[None] | None = None
-    editing: bool = False
-    """The editor is inside a request (not waiting for its turn)."""
+    request: asyncio.Task[None] | None = None
+    """The edit or deletion the editor has sent and waits the answer of."""
     landed: asyncio.Event = field(default_factory=asyncio.Event)
     """The first edit was answered (or none will come): the message is no longer "thinking"."""
 
@@ -84,8 +85,8 @@ class StatusBoard:
         if not board.lines:
             board.closing = True
             self._remember_closed(target.interaction_id)
-            if board.editor is not None and not board.editing:
-                await self._stop(board)  # waiting out the interval: the deletion need not
+            if board.request is None:
+                await self._stop(board)  # it waits out the interval: the deletion need not
         self._wake(board)
 
     async def quiet(self, targets: Iterable[Target]) -> None:
@@ -97,9 +98,8 @@ class StatusBoard:
             if board.editor is not None and not board.landed.is_set():
                 await board.landed.wait()  # a follow-up must not meet a "thinking" message
             board.lines.pop(target.index, None)
-            if board.editor is not None and not board.closing:  # a deletion may go on
+            if not board.closing:  # else the deletion goes on
                 await self._stop(board)
-                board.shown = ""  # the cut-off edit may or may not have landed
 
     async def settled(self) -> None:
         """Wait until no message has an edit or a deletion under way or pending."""
@@ -127,12 +127,21 @@ class StatusBoard:
             board.editor = asyncio.create_task(self._edit(board))
 
     async def _stop(self, board: _Board) -> None:
+        """End the editor, once it has no request out: one sent is let finish, not cut off."""
+        while board.request is not None:
+            await asyncio.wait([board.request])
         editor, board.editor = board.editor, None
         if editor is not None:
             editor.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await editor
-        board.editing = False
+
+    async def _send(self, board: _Board, request: Awaitable[None]) -> None:
+        board.request = asyncio.ensure_future(request)
+        try:
+            await board.request
+        finally:
+            board.request = None
 
     async def _edit(self, board: _Board) -> None:
         """Show the latest lines (one edit per interval) until nothing changes; then, if every
@@ -149,16 +158,12 @@ class StatusBoard:
                     continue  # the lines may have changed meanwhile: render them again
                 board.shown, board.last_edit = content, self.clock()
                 view = cancel_view(board.target.interaction_id, board.target.lang)
-                board.editing = True
-                await self.replier.edit_status(board.target, content, view)
-                board.editing = False
+                await self._send(board, self.replier.edit_status(board.target, content, view))
                 board.landed.set()
             if board.closing:
-                board.editing = True
-                await self.replier.delete_status(board.target)
+                await self._send(board, self.replier.delete_status(board.target))
                 self._boards.pop(board.target.interaction_id, None)
         finally:
-            board.editing = False
             if board.editor is task:
                 board.editor = None
             board.landed.set()  # edited, or nothing will be: nobody need wait for it
