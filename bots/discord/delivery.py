@@ -11,7 +11,8 @@ import asyncio
 import hashlib
 import io
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any, cast
 
@@ -64,12 +65,36 @@ async def fit(data: bytes, limit: int, stem: str) -> Upload:
     return Upload(f"{stem}{EXTENSIONS[prepared.format]}", prepared.data)
 
 
+class ChannelTurns:
+    """One post at a time per channel, so discord.py reads each answer's rate-limit headers in
+    order: concurrent posts can update its bucket from a stale `X-RateLimit-Remaining` and
+    send into a spent window (a 429)."""
+
+    def __init__(self) -> None:
+        self._locks: dict[int, tuple[asyncio.Lock, int]] = {}
+
+    @asynccontextmanager
+    async def turn(self, channel_id: int) -> AsyncIterator[None]:
+        lock, waiting = self._locks.get(channel_id, (asyncio.Lock(), 0))
+        self._locks[channel_id] = (lock, waiting + 1)
+        try:
+            async with lock:
+                yield
+        finally:
+            lock, waiting = self._locks[channel_id]
+            if waiting == 1:
+                del self._locks[channel_id]
+            else:
+                self._locks[channel_id] = (lock, waiting - 1)
+
+
 class Replier:
     """Sends, edits and deletes a target's messages; `clock` decides whether its token lives."""
 
     def __init__(self, client: discord.Client, clock: Callable[[], float]) -> None:
         self.client = client
         self.clock = clock
+        self.turns = ChannelTurns()
 
     def webhook(self, target: Target) -> discord.Webhook:
         """The interaction's follow-up webhook, built as `Interaction.followup` builds it."""
@@ -181,7 +206,8 @@ class Replier:
         if view is not None:
             kwargs["view"] = view
         try:
-            await channel.send(**kwargs)
+            async with self.turns.turn(target.channel_id):
+                await channel.send(**kwargs)
         except discord.HTTPException as exc:
             raise _delivery_error(exc, target, files=bool(uploads)) from None
         except (aiohttp.ClientError, TimeoutError) as exc:

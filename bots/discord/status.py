@@ -90,7 +90,8 @@ class StatusBoard:
         self._wake(board)
 
     async def quiet(self, targets: Iterable[Target]) -> None:
-        """These jobs' results go out now: forget their lines, and let no edit delay them."""
+        """These jobs' results go out now: forget their lines and drop a pending edit (one
+        already sent finishes first, and the very first is waited for)."""
         for target in targets:
             board = self._boards.get(target.interaction_id)
             if board is None:
