@@ -47,6 +47,8 @@ from urllib.parse import quote
 
 from aiohttp import BodyPartReader, WSMsgType, web
 
+from tests.fake_discord_limits import DiscordLimits, RateLimiter, Unlimited, Verdict
+
 if TYPE_CHECKING:
     import pytest
 
@@ -91,6 +93,12 @@ PRIVILEGED_INTENTS = (1 << 1) | (1 << 8) | (1 << 15)
 # Message flags.
 EPHEMERAL = 1 << 6
 LOADING = 1 << 7
+
+# A message nonce (https://discord.com/developers/docs/resources/message#create-message): at
+# most 25 characters; with `enforce_nonce` the same author's same nonce in a channel within the
+# past few minutes returns the message it created instead of a new one.
+NONCE_MAX_LENGTH = 25
+NONCE_WINDOW = 5 * 60.0
 
 # Path regexes for `fail_next` and `wait_for` (paths are relative to the API base).
 CALLBACK = r"^/interactions/\d+/[^/]+/callback$"
@@ -143,6 +151,7 @@ class Call:
     files: list[UploadedFile] = field(default_factory=list)
     status: int = 0
     response: Any = None
+    at: float = 0.0  # when it arrived, on the fake's clock
 
     def header(self, name: str) -> str | None:
         """A request header, looked up case-insensitively."""
@@ -224,6 +233,13 @@ class _Fault:
     global_: bool
     remaining: int
     body: Any
+
+
+@dataclass
+class _Hold:
+    matches: Callable[[Call], bool]
+    remaining: int
+    release: asyncio.Event
 
 
 @dataclass
@@ -336,8 +352,16 @@ class FakeDiscord:
         shards: int = 1,
         allow_privileged_intents: bool = True,
         application_flags: int = (1 << 19) | (1 << 23),
+        enforce_limits: bool = True,
+        limits: DiscordLimits | None = None,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
+        """`enforce_limits=False` is for the few tests that need no rate limit (they say why);
+        `limits` (e.g. `DiscordLimits().scaled(0.02)`) and `clock` shape the ones enforced."""
         self.snowflake = Snowflakes()
+        self.clock = clock
+        chosen = limits or DiscordLimits()
+        self.limiter = RateLimiter(chosen, clock) if enforce_limits else Unlimited(chosen, clock)
         self.token = token
         self.application_id = application_id or self.snowflake()
         self.bot_user_id = bot_user_id or self.application_id
@@ -384,6 +408,8 @@ class FakeDiscord:
         self._expired_cdn: set[int] = set()
         self._interactions: dict[str, _Interaction] = {}
         self._faults: list[_Fault] = []
+        self._holds: list[_Hold] = []
+        self._nonces: dict[tuple[int, str, str], tuple[int, float]] = {}
         self._sessions: dict[str, _Session] = {}
         self._connections: list[_Connection] = []
         self.gateway_urls: list[str] = []  # path and query of every websocket the client opened
@@ -634,6 +660,17 @@ class FakeDiscord:
             async with self._changed:
                 self._changed.notify_all()
 
+    def rate_limit_stats(self) -> dict[str, Any]:
+        """Requests the limiter saw, 429s (its own and injected), requests during a wait."""
+        return self.limiter.stats.as_dict()
+
+    def assert_limits_kept(self) -> None:
+        """The client met no 429 but injected ones, and sent nothing during an announced wait."""
+        stats = self.limiter.stats
+        refused = stats.too_many_requests - stats.injected_too_many_requests
+        assert refused == 0, f"{refused} request(s) refused by the rate limits: {stats}"
+        assert stats.requests_during_wait == 0, f"requests during a rate-limit wait: {stats}"
+
     # --- fault injection -----------------------------------------------------------------
 
     def fail_next(
@@ -657,6 +694,34 @@ class FakeDiscord:
             )
         )
 
+    def hold_answers(
+        self, what: Callable[[Call], bool] | tuple[str, str], *, times: int = 1
+    ) -> asyncio.Event:
+        """Carry out the next matching calls (a predicate or `(method, path_regex)`) but keep
+        their answers until the event is set.
+
+        The call is recorded (and `wait_for` sees it) as soon as it took effect: what a client
+        killed between sending a request and reading its answer leaves behind, or a slow answer.
+        """
+        if callable(what):
+            matches = what
+        else:
+            method, pattern = what[0].upper(), re.compile(what[1])
+
+            def matches(call: Call) -> bool:
+                return call.method == method and bool(pattern.search(call.path))
+
+        hold = _Hold(matches, times, asyncio.Event())
+        self._holds.append(hold)
+        return hold.release
+
+    def _take_hold(self, call: Call) -> asyncio.Event | None:
+        for hold in self._holds:
+            if hold.remaining > 0 and hold.matches(call):
+                hold.remaining -= 1
+                return hold.release
+        return None
+
     def expire(self, interaction: Mapping[str, Any]) -> None:
         """Expire an interaction's token, as Discord does after 15 minutes."""
         self._interactions[interaction["token"]].expired = True
@@ -674,6 +739,9 @@ class FakeDiscord:
         headers = {"Via": "1.1 google"}
         body: Any = fault.body
         if fault.status == 429:
+            self.limiter.announce(
+                call.method, call.route, call.params, fault.retry_after, global_=fault.global_
+            )
             headers.update(
                 {
                     "Retry-After": str(max(1, int(fault.retry_after + 0.999))),
@@ -1567,12 +1635,20 @@ class FakeDiscord:
             query=dict(request.query),
             headers=dict(request.headers),
             body=b"",
+            at=self.clock(),
         )
+        verdict: Verdict | None = None
         try:
             await self._read_body(request, call)
             error = self._check_auth(call, route.kind if route else "bot")
             if error is not None:
                 raise error
+            verdict = self.limiter.check(call.method, call.route, call.params)
+            if verdict.refusal is not None:
+                call.status, call.response = 429, verdict.refusal
+                return _json_response(
+                    verdict.refusal, status=429, headers={"Via": "1.1 google", **verdict.headers}
+                )
             fault = self._take_fault(call)
             if fault is not None:
                 return self._fault_response(fault, call)
@@ -1588,19 +1664,13 @@ class FakeDiscord:
         finally:
             self.calls.append(call)
             await self._notify()
-        headers = {"Via": "1.1 google", **self._ratelimit_headers(call)}
+        release = self._take_hold(call)
+        if release is not None:
+            await release.wait()
+        headers = {"Via": "1.1 google", **(verdict.headers if verdict else {})}
         if call.response is None:
             return web.Response(status=call.status or 204, headers=headers)
         return _json_response(call.response, status=call.status, headers=headers)
-
-    def _ratelimit_headers(self, call: Call) -> dict[str, str]:
-        return {
-            "X-RateLimit-Limit": "50",
-            "X-RateLimit-Remaining": "49",
-            "X-RateLimit-Reset": f"{time.time() + 0.1:.3f}",
-            "X-RateLimit-Reset-After": "0.100",
-            "X-RateLimit-Bucket": _bucket(call.route),
-        }
 
     async def _cdn_get(self, request: web.Request) -> web.StreamResponse:
         info = request.match_info
@@ -1612,6 +1682,7 @@ class FakeDiscord:
             query=dict(request.query),
             headers=dict(request.headers),
             body=b"",
+            at=self.clock(),
         )
         try:
             self._check_auth(call, "cdn")
@@ -1915,7 +1986,17 @@ class FakeDiscord:
         self._require(channel_id, needed)
         if not (body.get("content") or body.get("embeds") or call.files or body.get("components")):
             raise ApiError(400, "Cannot send an empty message", 50006)
+        nonce = self._nonce_of(body)
+        if nonce is not None and body.get("enforce_nonce"):
+            earlier = self._nonces.get((channel_id, self.bot_user["id"], nonce))
+            if earlier is not None and self.clock() - earlier[1] < NONCE_WINDOW:
+                original = self.messages.get(earlier[0])
+                if original is not None:
+                    return 200, original  # Discord returns the message the nonce created
         message = self._new_message(channel_id, self.bot_user, body, call.files)
+        if nonce is not None:
+            key = (channel_id, self.bot_user["id"], nonce)
+            self._nonces[key] = (int(message["id"]), self.clock())
         reference = body.get("message_reference")
         if reference:
             target = self.messages.get(_int(reference.get("message_id")))
@@ -1931,6 +2012,18 @@ class FakeDiscord:
             }
             message["referenced_message"] = target
         return 200, message
+
+    @staticmethod
+    def _nonce_of(body: Mapping[str, Any]) -> str | None:
+        """A message's nonce: an integer or a string of at most 25 characters."""
+        nonce = body.get("nonce")
+        if nonce is None:
+            return None
+        if isinstance(nonce, bool) or not isinstance(nonce, int | str):
+            raise _invalid_form("nonce", "Must be an integer or a string.")
+        if isinstance(nonce, str) and len(nonce) > NONCE_MAX_LENGTH:
+            raise _invalid_form("nonce", f"Must be {NONCE_MAX_LENGTH} or fewer in length.")
+        return str(nonce)
 
     def _channel_message(self, call: Call) -> tuple[int, JSON]:
         channel_id, _ = self._channel(call)

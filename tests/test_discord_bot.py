@@ -51,6 +51,7 @@ async def fake(monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[FakeDiscord]:
         yield server
         assert server.errors == []
         assert server.violations == []
+        server.assert_limits_kept()
 
 
 @pytest.fixture
@@ -81,9 +82,7 @@ def settings_for(
         "jobs_delivery_attempts": 2,
     }
     values.update(overrides)
-    platform = DiscordSettings.load(
-        bot_token=fake.token, status_edit_interval_seconds=0, **(discord_settings or {})
-    )
+    platform = DiscordSettings.load(bot_token=fake.token, **(discord_settings or {}))
     return service_settings(tmp_path, **values), platform
 
 
@@ -297,9 +296,15 @@ async def test_context_menu_retouches_every_image_into_one_message(
             ("two.jpg", jpeg(30, 40), "image/jpeg"),
         ],
     )
-    async with running(fake, settings_for(tmp_path, fake, upstream)):
+    fast = {"status_edit_interval_seconds": 0.1}
+    async with running(fake, settings_for(tmp_path, fake, upstream, fast)):
         interaction = await fake.message_command("Retouch photo", target)
         await gate.wait_entered(2)
+
+        def both_lines(call: Call) -> bool:
+            return of(interaction, "PATCH", r"/messages/")(call) and "\n#2 " in call.json["content"]
+
+        await fake.wait_for(both_lines)  # the latest state, within one interval
         gate.opened.set()
         result = await result_of(fake, interaction)
         await fake.wait_for(of(interaction, "DELETE", r"/messages/\d+$"))
@@ -444,6 +449,7 @@ async def test_rate_limited_follow_up_is_retried(
         await result_of(fake, interaction)
     posts = [c.status for c in fake.responses_for(interaction) if c.method == "POST"]
     assert posts == [200, 429, 200]
+    assert fake.rate_limit_stats()["requests_during_wait"] == 0
 
 
 async def test_job_outliving_its_token_is_posted_in_the_channel(

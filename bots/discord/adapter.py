@@ -22,7 +22,7 @@ from bots.compare import Comparisons
 from bots.discord.answers import chat_of, language_of, tell
 from bots.discord.batches import Batches
 from bots.discord.compare import CompareHandler
-from bots.discord.delivery import Replier, Upload, fit
+from bots.discord.delivery import Replier, Upload, fit, result_nonce
 from bots.discord.render import result_embed
 from bots.discord.settings import DiscordSettings
 from bots.discord.settings_view import ServerSettings, SettingSelect
@@ -291,7 +291,6 @@ class DiscordBot:
     async def deliver(self, job: Job, result: bytes) -> None:
         """Post the result (with a batch's other photos when they finish together)."""
         target = Target.of(job)
-        await self.status.idle(target)  # the status message is no longer "thinking"
         if target.batch is None:
             await self._send_results([(job, result)])
         else:
@@ -337,9 +336,9 @@ class DiscordBot:
         embed = result_embed(target.lang, first.fidelity, seconds, quota, image)
         compare = self.settings.compare_enabled
         view = redo_view([job.id for job, _ in items], target.lang, compare=compare)
-        await self.replier.send_result(target, uploads, embed, view)
-        for job, _ in items:
-            self.status.drop(Target.of(job))
+        nonce = result_nonce([job.id for job, _ in items])
+        await self.status.quiet(Target.of(job) for job, _ in items)
+        await self.replier.send_result(target, uploads, embed, view, nonce)
 
     async def _busy_siblings(self, interaction_id: int) -> set[str]:
         jobs = await self.service.unfinished_jobs_where(PLATFORM, "interaction_id", interaction_id)

@@ -8,9 +8,11 @@ token, so the same code answers before and after a restart. Failures become `Del
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import io
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any, cast
 
@@ -43,10 +45,47 @@ class Upload:
         return discord.File(io.BytesIO(self.data), filename=self.name)
 
 
+NONCE_LENGTH = 25
+"""Discord's limit for a message nonce."""
+
+
+def result_nonce(job_ids: Sequence[str]) -> str:
+    """The nonce of the channel message that carries these jobs' results.
+
+    Derived from the jobs alone, so a resend after a crash carries the same one and Discord
+    (`enforce_nonce`) returns the message already posted; other jobs, other nonce.
+    """
+    digest = hashlib.sha256("\n".join(sorted(job_ids)).encode()).hexdigest()
+    return ("rt" + digest)[:NONCE_LENGTH]
+
+
 async def fit(data: bytes, limit: int, stem: str) -> Upload:
     """The result as an upload under the interaction's size limit (re-encoded only if over it)."""
     prepared = await asyncio.to_thread(fit_for_upload, data, max_bytes=limit)
     return Upload(f"{stem}{EXTENSIONS[prepared.format]}", prepared.data)
+
+
+class ChannelTurns:
+    """One post at a time per channel, so discord.py reads each answer's rate-limit headers in
+    order: concurrent posts can update its bucket from a stale `X-RateLimit-Remaining` and
+    send into a spent window (a 429)."""
+
+    def __init__(self) -> None:
+        self._locks: dict[int, tuple[asyncio.Lock, int]] = {}
+
+    @asynccontextmanager
+    async def turn(self, channel_id: int) -> AsyncIterator[None]:
+        lock, waiting = self._locks.get(channel_id, (asyncio.Lock(), 0))
+        self._locks[channel_id] = (lock, waiting + 1)
+        try:
+            async with lock:
+                yield
+        finally:
+            lock, waiting = self._locks[channel_id]
+            if waiting == 1:
+                del self._locks[channel_id]
+            else:
+                self._locks[channel_id] = (lock, waiting - 1)
 
 
 class Replier:
@@ -55,6 +94,7 @@ class Replier:
     def __init__(self, client: discord.Client, clock: Callable[[], float]) -> None:
         self.client = client
         self.clock = clock
+        self.turns = ChannelTurns()
 
     def webhook(self, target: Target) -> discord.Webhook:
         """The interaction's follow-up webhook, built as `Interaction.followup` builds it."""
@@ -72,8 +112,10 @@ class Replier:
         uploads: Sequence[Upload],
         embed: discord.Embed,
         view: discord.ui.View,
+        nonce: str,
     ) -> None:
-        """Post the result: a follow-up, else (token too old, or gone) a channel message."""
+        """Post the result: a follow-up, else (token too old, or gone) a channel message that
+        carries `nonce` (follow-ups take none: a token lives 15 minutes, a resend is rare)."""
         if self.fresh(target):
             try:
                 await self.webhook(target).send(
@@ -97,6 +139,7 @@ class Replier:
             embed=embed,
             uploads=uploads,
             view=view,
+            nonce=nonce,
         )
 
     # --- notes and the status message -------------------------------------------------------
@@ -148,10 +191,14 @@ class Replier:
         embed: discord.Embed | None = None,
         uploads: Sequence[Upload] = (),
         view: discord.ui.View | None = None,
+        nonce: str | None = None,
     ) -> None:
-        """`POST /channels/{id}/messages` with the bot's own token."""
+        """`POST /channels/{id}/messages` with the bot's own token; with a `nonce`, discord.py
+        also sends `enforce_nonce`, so the same nonce again returns the first message."""
         channel = self.client.get_partial_messageable(target.channel_id, guild_id=target.guild_id)
         kwargs: dict[str, Any] = {"content": content, "allowed_mentions": MENTION_USERS}
+        if nonce is not None:
+            kwargs["nonce"] = nonce
         if embed is not None:
             kwargs["embed"] = embed
         if uploads:
@@ -159,7 +206,8 @@ class Replier:
         if view is not None:
             kwargs["view"] = view
         try:
-            await channel.send(**kwargs)
+            async with self.turns.turn(target.channel_id):
+                await channel.send(**kwargs)
         except discord.HTTPException as exc:
             raise _delivery_error(exc, target, files=bool(uploads)) from None
         except (aiohttp.ClientError, TimeoutError) as exc:

@@ -1,7 +1,13 @@
 """The deferred response as a status board: queue position and progress, with a Cancel button.
 
-Edits are throttled per message (latest text wins) and serialised, so a deletion is never
-overtaken by an older edit. An interaction with several photos shows one line per photo.
+Each message has one background task that edits it: at most one edit per `interval` seconds
+(one every 2 s by default), always the latest lines, then the deletion once every job is
+over; the service's hooks never wait for Discord here. A result about to go out is never held
+behind a pending edit: that edit is dropped. An edit already sent is let finish first: every
+request of one interaction token shares one rate-limit bucket and discord.py sends them one at a
+time, sleeping out a 429 in between, so cutting it off would send the result inside the wait
+Discord announced. The first edit also ends Discord's "thinking..." state, which a follow-up must
+not meet. An interaction with several photos shows one line per photo.
 """
 
 from __future__ import annotations
@@ -10,6 +16,7 @@ import asyncio
 import contextlib
 import time
 from collections import OrderedDict
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 
 from bots.discord.delivery import Replier
@@ -17,6 +24,9 @@ from bots.discord.targets import Target
 from bots.discord.views import cancel_view
 
 CLOSED_REMEMBERED = 1000
+CLOSE_GRACE = 5.0
+
+Sleep = Callable[[float], Awaitable[None]]
 
 
 @dataclass
@@ -25,9 +35,12 @@ class _Board:
     lines: dict[int, str] = field(default_factory=dict)
     shown: str = ""
     last_edit: float = float("-inf")
-    closed: bool = False
-    flusher: asyncio.Task[None] | None = None
-    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    closing: bool = False
+    editor: asyncio.Task[None] | None = None
+    request: asyncio.Task[None] | None = None
+    """The edit or deletion the editor has sent and waits the answer of."""
+    landed: asyncio.Event = field(default_factory=asyncio.Event)
+    """The first edit was answered (or none will come): the message is no longer "thinking"."""
 
     def render(self) -> str:
         if self.target.batch is None:
@@ -36,11 +49,20 @@ class _Board:
 
 
 class StatusBoard:
-    """One board per interaction; at most one edit per `interval` seconds each."""
+    """One board per interaction; `clock` and `sleep` are injectable for tests."""
 
-    def __init__(self, replier: Replier, interval: float) -> None:
+    def __init__(
+        self,
+        replier: Replier,
+        interval: float,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Sleep = asyncio.sleep,
+    ) -> None:
         self.replier = replier
         self.interval = interval
+        self.clock = clock
+        self.sleep = sleep
         self._boards: dict[int, _Board] = {}
         self._closed: OrderedDict[int, None] = OrderedDict()
 
@@ -50,46 +72,50 @@ class StatusBoard:
             return
         board = self._boards.setdefault(target.interaction_id, _Board(target))
         board.lines[target.index] = line
-        await self._request(board)
+        self._wake(board)
 
     async def finish(self, target: Target) -> None:
         """The job is over: drop its line, and delete the message once no line is left."""
-        board = self._boards.get(target.interaction_id)
-        if board is None:
-            if target.interaction_id not in self._closed:  # e.g. shown before a restart
-                self._remember_closed(target.interaction_id)
-                await self.replier.delete_status(target)
+        if target.original_id is None or target.interaction_id in self._closed:
             return
+        board = self._boards.get(target.interaction_id)
+        if board is None:  # e.g. shown before a restart
+            board = self._boards[target.interaction_id] = _Board(target)
         board.lines.pop(target.index, None)
-        if board.lines:
-            await self._request(board)
-            return
-        self._boards.pop(target.interaction_id, None)
-        self._remember_closed(target.interaction_id)
-        board.closed = True
-        if board.flusher is not None:
-            board.flusher.cancel()
-        async with board.lock:
-            await self.replier.delete_status(target)
+        if not board.lines:
+            board.closing = True
+            self._remember_closed(target.interaction_id)
+            if board.request is None:
+                await self._stop(board)  # it waits out the interval: the deletion need not
+        self._wake(board)
 
-    def drop(self, target: Target) -> None:
-        """Forget the job's line without an edit: its result is out, the message goes soon."""
-        board = self._boards.get(target.interaction_id)
-        if board is not None:
+    async def quiet(self, targets: Iterable[Target]) -> None:
+        """These jobs' results go out now: forget their lines and drop a pending edit (one
+        already sent finishes first, and the very first is waited for)."""
+        for target in targets:
+            board = self._boards.get(target.interaction_id)
+            if board is None:
+                continue
+            if board.editor is not None and not board.landed.is_set():
+                await board.landed.wait()  # a follow-up must not meet a "thinking" message
             board.lines.pop(target.index, None)
+            if not board.closing:  # else the deletion goes on
+                await self._stop(board)
 
-    async def idle(self, target: Target) -> None:
-        """Wait until no edit of the target's message is in flight."""
-        board = self._boards.get(target.interaction_id)
-        if board is not None:
-            async with board.lock:
-                pass
+    async def settled(self) -> None:
+        """Wait until no message has an edit or a deletion under way or pending."""
+        while editors := [b.editor for b in self._boards.values() if b.editor is not None]:
+            await asyncio.gather(*editors, return_exceptions=True)
 
     async def close(self) -> None:
-        tasks = [b.flusher for b in self._boards.values() if b.flusher is not None]
-        for task in tasks:
+        """Let deletions under way finish (for `CLOSE_GRACE` seconds); drop pending edits."""
+        editors = [b.editor for b in self._boards.values() if b.editor is not None]
+        deleting = [b.editor for b in self._boards.values() if b.editor is not None and b.closing]
+        if deleting:
+            await asyncio.wait(deleting, timeout=CLOSE_GRACE)
+        for task in editors:
             task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+        await asyncio.gather(*editors, return_exceptions=True)
         self._boards.clear()
 
     def _remember_closed(self, interaction_id: int) -> None:
@@ -97,27 +123,48 @@ class StatusBoard:
         while len(self._closed) > CLOSED_REMEMBERED:
             self._closed.popitem(last=False)
 
-    async def _request(self, board: _Board) -> None:
-        if board.flusher is not None:
-            return  # a scheduled flush will show the latest lines
-        wait = board.last_edit + self.interval - time.monotonic()
-        if wait <= 0:
-            await self._flush(board)
-        else:
-            board.flusher = asyncio.create_task(self._flush_later(board, wait))
+    def _wake(self, board: _Board) -> None:
+        if board.editor is None:
+            board.editor = asyncio.create_task(self._edit(board))
 
-    async def _flush_later(self, board: _Board, wait: float) -> None:
-        with contextlib.suppress(asyncio.CancelledError):
-            await asyncio.sleep(wait)
-            board.flusher = None
-            await self._flush(board)
+    async def _stop(self, board: _Board) -> None:
+        """End the editor, once it has no request out: one sent is let finish, not cut off."""
+        while board.request is not None:
+            await asyncio.wait([board.request])
+        editor, board.editor = board.editor, None
+        if editor is not None:
+            editor.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await editor
 
-    async def _flush(self, board: _Board) -> None:
-        async with board.lock:
-            content = board.render()
-            if board.closed or not content or content == board.shown:
-                return
-            board.shown = content
-            board.last_edit = time.monotonic()
-            view = cancel_view(board.target.interaction_id, board.target.lang)
-            await self.replier.edit_status(board.target, content, view)
+    async def _send(self, board: _Board, request: Awaitable[None]) -> None:
+        board.request = asyncio.ensure_future(request)
+        try:
+            await board.request
+        finally:
+            board.request = None
+
+    async def _edit(self, board: _Board) -> None:
+        """Show the latest lines (one edit per interval) until nothing changes; then, if every
+        job is over, delete the message."""
+        task = asyncio.current_task()
+        try:
+            while not board.closing:
+                content = board.render()
+                if not content or content == board.shown:
+                    break
+                wait = board.last_edit + self.interval - self.clock()
+                if wait > 0:
+                    await self.sleep(wait)
+                    continue  # the lines may have changed meanwhile: render them again
+                board.shown, board.last_edit = content, self.clock()
+                view = cancel_view(board.target.interaction_id, board.target.lang)
+                await self._send(board, self.replier.edit_status(board.target, content, view))
+                board.landed.set()
+            if board.closing:
+                await self._send(board, self.replier.delete_status(board.target))
+                self._boards.pop(board.target.interaction_id, None)
+        finally:
+            if board.editor is task:
+                board.editor = None
+            board.landed.set()  # edited, or nothing will be: nobody need wait for it
