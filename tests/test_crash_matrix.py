@@ -195,3 +195,45 @@ async def test_a_kill_right_after_a_cancel_refunds_it_and_says_so(
     assert store.sent[str(ERIN.id)] == ["told"]
     assert store.used.get(str(ERIN.id), 0) == 0
     assert store.stuck == 0 and store.pending_updates == 0
+
+
+async def test_a_kill_while_an_album_is_gathered_loses_none_of_it(
+    tmp_path: Path, portrait_bytes: bytes
+) -> None:
+    """An album's parts stay pending in the inbox until their jobs are admitted: a kill while
+    the bot still waits for the rest of the album (the offset already past its parts) loses
+    none of its photos, and the restarted bot sends them back as one album."""
+    async with FakeTelegram() as tg, FakeUpstream(default=FailsOnFidelity()) as upstream:
+        tg.send_album(ALICE.id, ALICE, [portrait_bytes] * 3)
+        env = bot_env(tg, upstream, tmp_path)
+        database = tmp_path / "data" / "retouch.db"
+        first = await start_bot({**env, "TELEGRAM_ALBUM_WAIT_SECONDS": "30"}, tmp_path)
+        try:
+            await tg.wait_for(
+                "getUpdates",
+                predicate=lambda call: '"update_id"' in json.dumps(call.response),
+                answered=True,
+                timeout=60,
+            )
+            tg.send_text(DAVE.id, DAVE, "/help")  # the next getUpdates confirms the album
+            await tg.wait_until(lambda: bool(tg.sent_to(DAVE.id)), timeout=60)
+            assert not tg.pending_updates and unfinished(database) == 0  # no job admitted yet
+        finally:
+            await kill(first)
+
+        second = await start_bot(env, tmp_path)
+        try:
+            await tg.wait_until(
+                lambda: photos_of(tg, ALICE.id) >= 3 and unfinished(database) == 0, timeout=60
+            )
+            second.send_signal(signal.SIGTERM)
+            code, err = await ended(second, 60)
+        finally:
+            await kill(second)
+        assert code == 0, err[-3000:]
+
+    photos = photo_messages(tg, ALICE.id)
+    assert len(photos) == 3 and len(tg.calls_to("sendMediaGroup")) == 1
+    store = read_store(database)
+    assert [state for state, _ in store.jobs[str(ALICE.id)]] == ["done"] * 3
+    assert store.stuck == 0 and store.pending_updates == 0

@@ -38,35 +38,59 @@ SIBLINGS_LOOKED_AT = 100
 
 
 class IncomingAlbums:
-    """Telegram sends an album as separate messages; this hands them over together."""
+    """Telegram sends an album as separate messages; this hands them over together.
 
-    def __init__(self, wait: float, handle: Callable[[list[Message]], Awaitable[None]]) -> None:
+    Each part's handler waits (`add`) until the whole album has been handled, so the durable
+    inbox keeps every part pending until its job is admitted: a kill while the album is being
+    gathered loses no photo, and the parts are gathered again after the restart.
+    """
+
+    def __init__(
+        self,
+        wait: float,
+        handle: Callable[[list[Message], list[int | None]], Awaitable[None]],
+    ) -> None:
         self.wait = wait
         self.handle = handle
-        self._groups: dict[str, list[Message]] = {}
+        self._groups: dict[str, list[tuple[Message, int | None]]] = {}
         self._timers: dict[str, asyncio.Task[None]] = {}
+        self._handled: dict[str, asyncio.Future[None]] = {}
 
-    def add(self, message: Message) -> None:
-        """Add one album message; the album is handled `wait` seconds after its last part."""
+    async def add(self, message: Message, update_id: int | None = None) -> None:
+        """Add one album message (from update `update_id`) and wait until its album has been
+        handled, `wait` seconds after its last part."""
         group = str(message.media_group_id)
-        self._groups.setdefault(group, []).append(message)
+        self._groups.setdefault(group, []).append((message, update_id))
+        handled = self._handled.get(group)
+        if handled is None:
+            handled = self._handled[group] = asyncio.get_running_loop().create_future()
         timer = self._timers.pop(group, None)
         if timer is not None:
             timer.cancel()
         self._timers[group] = asyncio.create_task(self._later(group))
+        await asyncio.shield(handled)
 
     async def close(self) -> None:
+        """Stop gathering: the parts waiting stay pending in the inbox, for the next start."""
         timers = list(self._timers.values())
         for timer in timers:
             timer.cancel()
         await asyncio.gather(*timers, return_exceptions=True)
+        for handled in self._handled.values():
+            handled.cancel()
+        self._handled.clear()
 
     async def _later(self, group: str) -> None:
         await asyncio.sleep(self.wait)
         self._timers.pop(group, None)
-        messages = sorted(self._groups.pop(group, []), key=lambda m: m.message_id)
-        if messages:
-            await self.handle(messages)
+        handled = self._handled.pop(group, None)
+        parts = sorted(self._groups.pop(group, []), key=lambda part: part[0].message_id)
+        try:
+            if parts:
+                await self.handle([m for m, _ in parts], [u for _, u in parts])
+        finally:
+            if handled is not None and not handled.done():
+                handled.set_result(None)
 
 
 def album_chunks(indices: list[int]) -> list[list[int]]:

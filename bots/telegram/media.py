@@ -8,6 +8,8 @@ alone. Nothing is downloaded here: the service fetches each photo by its file id
 
 from __future__ import annotations
 
+import dataclasses
+
 from telegram import Message, Update
 from telegram.constants import ChatType
 from telegram.ext import BaseHandler, CommandHandler, ContextTypes, MessageHandler, filters
@@ -71,12 +73,16 @@ class MediaHandlers:
         if message is None or message.from_user is None:
             return
         if message.media_group_id:  # whether it is addressed is known once it is whole
-            self.albums.add(message)
+            await self.albums.add(message, update.update_id)
             return
         await self.handle([message])
 
-    async def handle(self, messages: list[Message]) -> None:
-        """One photo or a whole album: check, then one job per image."""
+    async def handle(
+        self, messages: list[Message], updates: list[int | None] | None = None
+    ) -> None:
+        """One photo or a whole album (with the update each part came in): check, then one job
+        per image, each admitted with its own update (`core.inbox`)."""
+        update_of = dict(zip((msg.message_id for msg in messages), updates or (), strict=False))
         first = messages[0]
         caption = address(next((msg.caption for msg in messages if msg.caption), None), self._me())
         if not (_private(first) or caption.addressed or await self._all_photos(first)):
@@ -116,7 +122,9 @@ class MediaHandlers:
         turned_away = 0
         for index, msg in enumerate(usable):
             slot = AlbumSlot(album_id, size, index)
-            refusal = await self._submit(msg, msg, fidelity, status, lang, slot)
+            refusal = await self._submit(
+                msg, msg, fidelity, status, lang, slot, update_of.get(msg.message_id)
+            )
             if refusal is not None:
                 self.outgoing.leave(album_id, size, index)  # the rest go out without it
                 refused.setdefault(refusal, msg)
@@ -190,6 +198,7 @@ class MediaHandlers:
         status: Message | None,
         lang: m.Lang,
         album: AlbumSlot | None = None,
+        update_id: int | None = None,
     ) -> str | None:
         """Queue a job for the image in `source`, answering `answer_to`; the refusal, if any, is
         returned for the caller to say (see `_refuse`)."""
@@ -200,6 +209,8 @@ class MediaHandlers:
         request = target.request(
             user, input_ref(source), fidelity, is_group=not _private(answer_to)
         )
+        if update_id is not None:  # an album's part: admitted with the update it came in
+            request = dataclasses.replace(request, source_update=update_id)
         try:
             await self.service.submit(request)
         except RetouchError as exc:
