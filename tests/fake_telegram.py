@@ -41,6 +41,10 @@ import aiohttp
 from aiohttp import web
 from PIL import Image
 
+from tests.fake_telegram_limits import FloodControl, TelegramLimits, TooManyRequests
+
+__all__ = ["TelegramLimits"]  # re-exported: part of the fake's interface
+
 JSON = dict[str, Any]
 
 DEFAULT_TOKEN = "123456:TEST-token-AbCdEfGhIjKlMnOpQrStUvWxYz0123456789"
@@ -678,8 +682,16 @@ class FakeTelegram:
         supports_inline_queries: bool = False,
         strict_chats: bool = True,
         host: str = "127.0.0.1",
+        enforce_limits: bool = True,
+        limits: TelegramLimits | None = None,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
-        """`strict_chats`: sending to a chat no user ever wrote in fails as on Telegram."""
+        """`strict_chats`: sending to a chat no user ever wrote in fails as on Telegram.
+
+        `enforce_limits`: Telegram's flood limits (`limits`, by default the published ones) are
+        enforced on the `clock` (seconds; a test may pass a fake one); with False they are only
+        counted.
+        """
         self.token = token
         prefix = token.split(":", 1)[0]
         self.bot_user: JSON = {
@@ -695,6 +707,8 @@ class FakeTelegram:
         }
         self.strict_chats = strict_chats
         self.host = host
+        self.limits = limits or TelegramLimits()
+        self.flood = FloodControl(self.limits, clock, self._is_group_chat, enforce=enforce_limits)
 
         self.calls: list[Call] = []
         self.chats: dict[int, JSON] = {}
@@ -889,6 +903,12 @@ class FakeTelegram:
     async def wait_consumed(self, timeout: float = 10) -> None:  # noqa: ASYNC109
         """Wait until the bot has fetched and confirmed every queued update."""
         await self.wait_until(lambda: not self._updates, timeout)
+
+    def flood_stats(self) -> dict[str, Any]:
+        """What the flood limits saw: `calls` (all), `sending_calls`, `too_many_requests`,
+        `calls_during_flood_wait`, `messages_by_chat` ({chat_id: messages delivered}) and
+        `messages` (their sum)."""
+        return self.flood.snapshot(len(self.calls))
 
     def assert_token_never_in(self, texts: Iterable[str]) -> None:
         """Fail if the token (or its secret half) occurs in any of the texts, without echoing it."""
@@ -1311,6 +1331,7 @@ class FakeTelegram:
                 raise ApiError(404, "Not Found")
             if errors:
                 raise errors[0]
+            self._check_flood(call)
             result = await handler(call)
         except ApiError as error:
             return self._answer(call, error.payload(), error.status)
@@ -1351,6 +1372,19 @@ class FakeTelegram:
         call.status, call.response = status, payload
         self._signal.fire()
         return _json_response(payload, status)
+
+    def _check_flood(self, call: Call) -> None:
+        try:
+            self.flood.check(call.method, call.params)
+        except TooManyRequests as refusal:
+            parameters = {"retry_after": refusal.retry_after}
+            raise ApiError(429, str(refusal), parameters) from None
+
+    def _is_group_chat(self, chat_id: int) -> bool:
+        chat = self.chats.get(chat_id)
+        if chat is None:
+            return chat_id < 0
+        return chat.get("type") in ("group", "supergroup")
 
     def _take_fault(self, method: str) -> Fault | None:
         queue = self._faults.get(method)
@@ -1429,6 +1463,7 @@ class FakeTelegram:
             full["reply_markup"] = markup
         record = ChatMessage(message={}, from_bot=True, data=data, call=call, upload=upload)
         self._add_message(chat, record, full, self.bot_user_short)
+        self.flood.delivered(int(chat["id"]), 1)
         return copy.deepcopy(record.message)
 
     @property

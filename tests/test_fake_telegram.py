@@ -75,9 +75,15 @@ def jpeg(
 
 
 @pytest.fixture
-async def fake() -> AsyncIterator[FakeTelegram]:
-    async with FakeTelegram() as server:
+async def fake(request: pytest.FixtureRequest) -> AsyncIterator[FakeTelegram]:
+    """The fake with Telegram's flood limits; `UNLIMITED` (indirect) turns them off for a test of
+    unrelated features that sends a dozen messages to one chat in a millisecond."""
+    enforce = getattr(request, "param", "limited") != "unlimited"
+    async with FakeTelegram(enforce_limits=enforce) as server:
         yield server
+
+
+UNLIMITED = pytest.mark.parametrize("fake", ["unlimited"], indirect=True)
 
 
 @pytest.fixture
@@ -290,6 +296,7 @@ async def test_get_file_and_download(fake: FakeTelegram, bot: Bot) -> None:
 # --------------------------------------------------------------------------- sending
 
 
+@UNLIMITED
 async def test_uploads_are_recorded_with_bytes_and_reply_parameters(
     fake: FakeTelegram, bot: Bot
 ) -> None:
@@ -348,6 +355,7 @@ async def test_uploads_are_recorded_with_bytes_and_reply_parameters(
     assert bytes(fetched) == result
 
 
+@UNLIMITED
 async def test_edit_delete_actions_commands_and_callback_answers(
     fake: FakeTelegram, bot: Bot
 ) -> None:
@@ -392,6 +400,7 @@ async def test_edit_delete_actions_commands_and_callback_answers(
         fake.press_button(ALICE.id, ALICE, message.message_id, "not-a-button")
 
 
+@UNLIMITED
 async def test_telegram_limits_are_enforced(fake: FakeTelegram, bot: Bot) -> None:
     """The fake refuses what Telegram refuses, so these bugs surface in tests, not in production."""
     fake.send_text(ALICE.id, ALICE, "hi")
