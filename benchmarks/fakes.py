@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 import hashlib
 import json
 import os
@@ -154,6 +155,12 @@ class Control:
                 job.delivered_at, job.method = call.time, call.method
                 self.window.delivered += 1
 
+    def add_job(self, chat: int, message_id: int) -> None:
+        """A user message now waits for its answer (queued on the fake's clock)."""
+        job = Job(chat, message_id, time.monotonic())
+        self.window.jobs[(chat, message_id)] = job
+        self.window.by_chat.setdefault(chat, []).append(job)
+
     async def mark(self, request: web.Request) -> web.Response:
         self.window = Window(first_call=len(self.tg.calls), first_upstream=len(self.upstream.calls))
         self.flood_at_mark = self._flood_stats()
@@ -176,9 +183,7 @@ class Control:
                 )
             else:
                 message = self.tg.send_photo(chat, user, self.photo, caption)
-            job = Job(chat, int(message["message_id"]), time.monotonic())
-            self.window.jobs[(chat, job.message_id)] = job
-            self.window.by_chat.setdefault(chat, []).append(job)
+            self.add_job(chat, int(message["message_id"]))
         return web.json_response({"sent": len(body["users"])})
 
     async def wait(self, request: web.Request) -> web.Response:
@@ -218,8 +223,7 @@ class Control:
         return True
 
     def _flood_stats(self) -> dict[str, Any]:
-        stats = getattr(self.tg, "flood_stats", None)  # TEMPORARY until tg-send's fake lands
-        return dict(stats()) if stats is not None else {}
+        return self.tg.flood_stats()
 
     async def report(self, request: web.Request) -> web.Response:
         self.result_count()
@@ -276,7 +280,7 @@ async def serve(latency: float, photo: bytes, document: bool, limits: bool) -> N
     for signum in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(signum, stop.set)
     async with (
-        FakeTelegram() as tg,
+        FakeTelegram(enforce_limits=limits) as tg,
         FakeUpstream(default=Echo(), latency=latency) as upstream,
     ):
         control = Control(tg, upstream, photo, document)
@@ -297,6 +301,7 @@ async def serve(latency: float, photo: bytes, document: bool, limits: bool) -> N
             "telegram_files": tg.base_file_url,
             "token": tg.token,
             "upstream": upstream.base_url,
+            "limits": dataclasses.asdict(tg.limits) if limits else {},
         }
         print(json.dumps(ready), flush=True)
         try:
