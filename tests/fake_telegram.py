@@ -708,6 +708,7 @@ class FakeTelegram:
         self.strict_chats = strict_chats
         self.host = host
         self.limits = limits or TelegramLimits()
+        self.clock = clock
         self.flood = FloodControl(self.limits, clock, self._is_group_chat, enforce=enforce_limits)
 
         self.calls: list[Call] = []

@@ -17,6 +17,7 @@ from typing import Any
 import pytest
 
 from bots import messages as m
+from tests.fake_clock import JumpClock
 from tests.fake_telegram import JSON, ChatMessage, FakeTelegram, User
 from tests.test_telegram_bot import ALICE, GROUP, Harness
 from tests.upstream_fakes import Echo, FakeUpstream
@@ -52,7 +53,10 @@ class OnBehalfOfChats(FakeTelegram):
 @pytest.fixture
 async def bot(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> AsyncIterator[Harness]:
     caplog.set_level(logging.INFO)
-    async with OnBehalfOfChats() as tg, FakeUpstream(default=Echo()) as upstream:
+    async with (
+        OnBehalfOfChats(clock=JumpClock()) as tg,
+        FakeUpstream(default=Echo()) as upstream,
+    ):
         harness = Harness(tg, upstream, tmp_path)
         await harness.start()
         yield harness

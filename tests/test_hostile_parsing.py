@@ -21,6 +21,7 @@ from core.formats import sniff_format
 from core.imaging import ImageLimits, prepare_image
 from core.local_backend import LocalBackend
 from core.pipeline import retouch_photo
+from tests.fake_clock import JumpClock
 from tests.fake_telegram import FakeTelegram
 from tests.test_telegram_bot import ALICE, GROUP, Harness
 from tests.upstream_fakes import Echo, FakeUpstream
@@ -130,7 +131,7 @@ async def test_a_16_bit_grey_portrait_still_has_its_face(portrait_rgb: np.ndarra
 
 @pytest.fixture
 async def telegram_bot(tmp_path: Path) -> AsyncIterator[Harness]:
-    async with FakeTelegram() as tg, FakeUpstream(default=Echo()) as upstream:
+    async with FakeTelegram(clock=JumpClock()) as tg, FakeUpstream(default=Echo()) as upstream:
         harness = Harness(tg, upstream, tmp_path)
         await harness.start()
         yield harness

@@ -17,9 +17,11 @@ from typing import Any
 
 import pytest
 
+from bots.telegram.clock import BUDGET_CLOCK
 from bots.telegram.run import run_telegram
 from bots.telegram.settings import TelegramSettings
 from core.settings import Settings, load_settings
+from tests.fake_clock import JumpClock
 from tests.fake_telegram import ChatMessage, FakeTelegram, User
 from tests.upstream_fakes import Echo, FakeUpstream, Gate
 
@@ -73,7 +75,15 @@ class Harness:
         self.telegram_overrides.update(telegram or {})
         polls = len(self.tg.calls_to("getUpdates"))
         self.stop = asyncio.Event()
-        self.task = asyncio.create_task(run_telegram(self.settings(), self.telegram(), self.stop))
+        # The bot's flood budget keeps the fake's clock when that is a test's (see JumpClock).
+        clock = self.tg.clock if isinstance(self.tg.clock, JumpClock) else None
+        token = BUDGET_CLOCK.set(clock)
+        try:
+            self.task = asyncio.create_task(
+                run_telegram(self.settings(), self.telegram(), self.stop)
+            )
+        finally:
+            BUDGET_CLOCK.reset(token)
         await self.tg.wait_until(
             lambda: len(self.tg.calls_to("getUpdates")) > polls or self._died()
         )
@@ -128,7 +138,7 @@ class Harness:
 @pytest.fixture
 async def bot(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> AsyncIterator[Harness]:
     caplog.set_level(logging.DEBUG)
-    async with FakeTelegram() as tg, FakeUpstream(default=Echo()) as upstream:
+    async with FakeTelegram(clock=JumpClock()) as tg, FakeUpstream(default=Echo()) as upstream:
         harness = Harness(tg, upstream, tmp_path)
         yield harness
         if harness.task is not None:

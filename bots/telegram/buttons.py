@@ -15,7 +15,6 @@ from telegram.ext import BaseHandler, CallbackQueryHandler, ContextTypes
 from bots import messages as m
 from bots.chat_commands import ChatCommands
 from bots.chat_settings import may_use
-from bots.telegram.flood import patiently
 from bots.telegram.keyboards import CANCEL, FORGET, REDO
 from bots.telegram.languages import group_id
 from bots.telegram.parts import BotParts
@@ -51,7 +50,7 @@ class ButtonHandlers:
             popup = await self._press(query, kind, rest, lang)
         except RetouchError as exc:
             popup = m.rejection(exc, lang)
-        await patiently(lambda: query.answer(popup, show_alert=bool(popup) and kind != REDO))
+        await query.answer(popup, show_alert=bool(popup) and kind != REDO)
 
     async def _press(self, query: CallbackQuery, kind: str, rest: str, lang: m.Lang) -> str:
         """What the press does; the text of its answer ("" for none)."""

@@ -14,8 +14,6 @@ from telegram import Bot, Chat, User
 from telegram.constants import ChatMemberStatus, ChatType
 from telegram.error import TelegramError
 
-from bots.telegram.flood import patiently
-
 log = logging.getLogger("retouch.telegram")
 
 CACHE_SECONDS = 5.0
@@ -57,7 +55,7 @@ class ChatAdmins:
         if known is not None and known[1] > now:
             return known[0]
         try:
-            member = await patiently(lambda: self.bot.get_chat_member(chat.id, user.id))
+            member = await self.bot.get_chat_member(chat.id, user.id)
         except TelegramError as exc:
             log.warning("could not look up user %s in chat %s: %s", user.id, chat.id, exc.message)
             return False

@@ -11,7 +11,6 @@ from telegram.ext import BaseHandler, CallbackQueryHandler, ContextTypes
 
 from bots import messages as m
 from bots.compare import Comparisons
-from bots.telegram.flood import patiently
 from bots.telegram.keyboards import COMPARE
 from bots.telegram.languages import Languages
 from bots.telegram.replies import reply
@@ -44,26 +43,24 @@ class CompareHandlers:
             else await self.comparisons.check(query.data.partition(":")[2], presser, lang)
         )
         if isinstance(job, str):
-            await patiently(lambda: query.answer(job, show_alert=True))
+            await query.answer(job, show_alert=True)
             return
-        await patiently(lambda: query.answer())  # the press is acknowledged within its deadline
+        await query.answer()  # the press is acknowledged within its deadline
         made = await self.comparisons.build(job, lang)
         if isinstance(made, str):
             await reply(result, made)
             return
         caption = m.text("compare_caption", lang, fidelity=job.fidelity)
         try:
-            await patiently(
-                lambda: result.get_bot().send_photo(
-                    result.chat.id,
-                    made.image,
-                    caption=caption,
-                    filename="before-after.jpg",
-                    message_thread_id=result.message_thread_id if result.is_topic_message else None,
-                    reply_parameters=ReplyParameters(
-                        result.message_id, allow_sending_without_reply=True
-                    ),
-                )
+            await result.get_bot().send_photo(
+                result.chat.id,
+                made.image,
+                caption=caption,
+                filename="before-after.jpg",
+                message_thread_id=result.message_thread_id if result.is_topic_message else None,
+                reply_parameters=ReplyParameters(
+                    result.message_id, allow_sending_without_reply=True
+                ),
             )
         except TelegramError as exc:
             log.warning("job %s: could not send the comparison: %s", job.id, exc.message)

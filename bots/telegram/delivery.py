@@ -1,7 +1,7 @@
 """The service's hooks for Telegram: fetch a job's photo, send its result, show its progress.
 
-Results go out before status edits (the `StatusBoard` budgets those), as a reply to the message
-that asked, and an album's results as one album when every photo of it is done.
+Results go out before status edits (the flood budget holds those back while results wait), as a
+reply to the message that asked, and an album's results as one album when every photo is done.
 """
 
 from __future__ import annotations
@@ -16,11 +16,11 @@ from telegram.error import BadRequest, Forbidden, TelegramError
 
 from bots import messages as m
 from bots.telegram.albums import OutgoingAlbums, Send
-from bots.telegram.flood import patiently
+from bots.telegram.budget import budget_of
+from bots.telegram.chat_actions import ChatActions
 from bots.telegram.keyboards import cancel_keyboard, redo_keyboard
 from bots.telegram.memory import IdleTrimmer
 from bots.telegram.parts import BotParts
-from bots.telegram.status import ChatActions
 from bots.telegram.target import PLATFORM, Target
 from core.errors import DeliveryError, ImageTooLargeError, InputGoneError, RetouchError
 from core.formats import EXTENSIONS, sniff_format
@@ -58,10 +58,10 @@ class Delivery:
         """Download the job's photo from Telegram by its file id (never sent upstream as a URL)."""
         file_id = str(job.input_ref.get("file_id", ""))
         try:
-            file = await patiently(lambda: self.bot.get_file(file_id))
+            file = await self.bot.get_file(file_id)
             if file.file_size and file.file_size > self.download_limit:
                 raise ImageTooLargeError("That file is too large.", size=file.file_size)
-            return bytes(await patiently(file.download_as_bytearray))
+            return bytes(await file.download_as_bytearray())
         except BadRequest as exc:
             raise InputGoneError(f"Telegram no longer has the photo ({exc.message})") from None
         except TelegramError as exc:
@@ -93,6 +93,12 @@ class Delivery:
         job = event.job
         target = Target.of(job)
         chat, status, lang = target.chat_id, target.status_id, target.lang
+        budget = budget_of(self.bot)
+        if budget is not None:  # status updates leave room for the results still to come
+            if event.kind in ("done", "failed", "cancelled"):
+                budget.settle(chat, job.id)
+            else:
+                budget.expect(chat, job.id)
         if event.kind == "running" and job.id not in self._acting:
             self._acting.add(job.id)
             self.actions.start(chat, target.thread_id)
@@ -119,9 +125,7 @@ class Delivery:
                 if event.kind == "failed" and event.error is not None
                 else m.text("cancelled", lang)
             )
-            if status:
-                await self.status.show(chat, status, line, None)
-            else:
+            if not (status and await self.status.final(chat, status, line)):
                 await self._send_text(job, target, line)
 
     async def _send_result(self, job: Job, target: Target, result: bytes) -> None:
@@ -132,19 +136,13 @@ class Delivery:
         }
         if not fits_send_photo(result):
             name = _file_name(result)
-            await patiently(
-                lambda: self.bot.send_document(document=result, filename=name, **common)
-            )
+            await self.bot.send_document(document=result, filename=name, **common)
             return
-        await patiently(
-            lambda: self.bot.send_photo(photo=result, filename="retouched.jpg", **common)
-        )
+        await self.bot.send_photo(photo=result, filename="retouched.jpg", **common)
         if self.send_file_too:
             try:
-                await patiently(
-                    lambda: self.bot.send_document(
-                        document=result, filename=_file_name(result), **target.where()
-                    )
+                await self.bot.send_document(
+                    document=result, filename=_file_name(result), **target.where()
                 )
             except TelegramError as exc:  # the photo went out; the extra file is a bonus
                 log.warning("job %s: sending the full-quality file failed: %s", job.id, exc)
@@ -158,7 +156,7 @@ class Delivery:
                 )
                 for i, data in enumerate(results.values())
             ]
-            await patiently(lambda: self.bot.send_media_group(media=media, **target.where()))
+            await self.bot.send_media_group(media=media, **target.where())
 
         return send
 
@@ -171,7 +169,7 @@ class Delivery:
 
     async def _send_text(self, job: Job, target: Target, line: str) -> None:
         try:
-            await patiently(lambda: self.bot.send_message(text=line, **target.where()))
+            await self.bot.send_message(text=line, **target.where())
         except TelegramError as exc:
             log.warning("job %s: could not tell the user: %s", job.id, exc.message)
 

@@ -10,7 +10,6 @@ from telegram.ext import BaseHandler, CallbackQueryHandler, CommandHandler, Cont
 
 from bots import messages as m
 from bots.chat_commands import ChatCommands
-from bots.telegram.flood import patiently
 from bots.telegram.keyboards import LANGUAGE, language_keyboard
 from bots.telegram.languages import Languages, group_id
 from bots.telegram.replies import edit, reply
@@ -62,7 +61,7 @@ class LanguageHandlers:
             refusal = m.text(
                 "anonymous_sender" if user_id(presser) is None else "not_your_buttons", lang
             )
-            await patiently(lambda: query.answer(refusal, show_alert=True))
+            await query.answer(refusal, show_alert=True)
             return
         chat = query.message.chat
         lang = await self.languages.of_user(presser, chat)
@@ -70,4 +69,4 @@ class LanguageHandlers:
             owner, lang, choice, chat=group_id(chat), client=presser.language_code
         )
         await edit(query, line)
-        await patiently(lambda: query.answer())
+        await query.answer()

@@ -103,7 +103,7 @@ class MediaHandlers:
                 usable.append(msg)
         if not usable:
             return
-        status = await self.status.open(first, m.text("received", lang))
+        status = await self.status.open(first, m.text("received", lang), jobs=len(usable))
         for index, msg in enumerate(usable):
             album = AlbumSlot(str(first.media_group_id), len(usable), index)
             await self._submit(msg, msg, fidelity, status, lang, album if len(usable) > 1 else None)
@@ -180,9 +180,10 @@ class MediaHandlers:
             await self.service.submit(request)
         except RetouchError as exc:
             refusal = m.rejection(exc, lang)
-            if status is not None:
-                await self.status.show(status.chat.id, status.message_id, refusal, None)
-            else:
+            if not (
+                status is not None
+                and await self.status.final(status.chat.id, status.message_id, refusal)
+            ):
                 await reply(answer_to, refusal)
 
     async def _all_photos(self, message: Message) -> bool:

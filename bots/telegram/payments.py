@@ -12,7 +12,6 @@ between the payment and its credit, counts once.
 from __future__ import annotations
 
 import logging
-from functools import partial
 
 from telegram import LabeledPrice, Message, StarTransaction, TransactionPartnerUser, Update
 from telegram.constants import ChatType, ParseMode
@@ -29,7 +28,6 @@ from telegram.ext import (
 )
 
 from bots import messages as m
-from bots.telegram.flood import patiently
 from bots.telegram.keyboards import BUY, buy_keyboard
 from bots.telegram.parts import BotParts
 from bots.telegram.replies import reply
@@ -89,20 +87,18 @@ class PaymentHandlers:
         pack = self.payments.pack(int(photos)) if photos.isdigit() else None
         if pack is None or query.message.chat.type != ChatType.PRIVATE:
             refusal = m.text("offer_gone", lang)
-            await patiently(lambda: query.answer(refusal, show_alert=True))
+            await query.answer(refusal, show_alert=True)
             return
         chat_id = query.message.chat.id
         label = m.text("invoice_label", lang, photos=pack.photos)
-        await patiently(lambda: query.answer(m.text("invoice_sent", lang)))
-        await patiently(
-            lambda: self.bot.send_invoice(
-                chat_id=chat_id,
-                title=m.text("invoice_title", lang, photos=pack.photos),
-                description=m.text("invoice_description", lang, photos=pack.photos),
-                payload=pack.payload,
-                currency=CURRENCY,
-                prices=[LabeledPrice(label, pack.stars)],
-            )
+        await query.answer(m.text("invoice_sent", lang))
+        await self.bot.send_invoice(
+            chat_id=chat_id,
+            title=m.text("invoice_title", lang, photos=pack.photos),
+            description=m.text("invoice_description", lang, photos=pack.photos),
+            payload=pack.payload,
+            currency=CURRENCY,
+            prices=[LabeledPrice(label, pack.stars)],
         )
 
     async def on_pre_checkout(self, update: Update, context: Context) -> None:
@@ -115,11 +111,11 @@ class PaymentHandlers:
             return
         refusal = self.payments.refusal(query.invoice_payload, query.currency, query.total_amount)
         if refusal is None:
-            await patiently(lambda: query.answer(ok=True))
+            await query.answer(ok=True)
             return
         lang = m.lang_for(query.from_user.language_code)
         error = m.text(refusal, lang)
-        await patiently(lambda: query.answer(ok=False, error_message=error))
+        await query.answer(ok=False, error_message=error)
 
     async def on_paid(self, update: Update, context: Context) -> None:
         """The payment went through: add the credits (once) and say thank you."""
@@ -176,7 +172,7 @@ class PaymentHandlers:
         found = 0
         while True:
             try:
-                page = await patiently(partial(self.bot.get_star_transactions, scanned, PAGE))
+                page = await self.bot.get_star_transactions(scanned, PAGE)
             except TelegramError as exc:
                 log.warning("could not read the Stars transactions: %s", exc.message)
                 return found
@@ -202,7 +198,7 @@ class PaymentHandlers:
         lang = await self.service.preferences.language(PLATFORM, purchase.user_id, None, None)
         line = m.to_html(await self._thanks(purchase, lang))
         try:
-            await patiently(lambda: self.bot.send_message(user, line, parse_mode=ParseMode.HTML))
+            await self.bot.send_message(user, line, parse_mode=ParseMode.HTML)
         except TelegramError as exc:
             log.warning("could not thank user %s for payment: %s", user, exc.message)
 

@@ -1,4 +1,4 @@
-"""Sending a line of text in reply and editing a button's message, flood control waited out.
+"""Sending a line of text in reply and editing a button's message (the flood budget paces both).
 
 Lines come from the catalog (`bots.messages`) and go out as HTML (`to_html`): what the catalog
 marks as code or bold shows so, and everything else, user text included, is escaped. A line that
@@ -14,7 +14,7 @@ from telegram.constants import ParseMode
 from telegram.error import TelegramError
 
 from bots.messages import to_html
-from bots.telegram.flood import patiently
+from bots.telegram.budget import Deferred
 
 log = logging.getLogger("retouch.telegram")
 
@@ -24,15 +24,15 @@ async def reply(
 ) -> Message | None:
     """Reply to `message` with `line` (quoting it); the sent message, or None if it failed."""
     try:
-        return await patiently(
-            lambda: message.reply_text(
-                to_html(line),
-                parse_mode=ParseMode.HTML,
-                reply_markup=keyboard,
-                do_quote=True,
-                disable_web_page_preview=True,
-            )
+        return await message.reply_text(
+            to_html(line),
+            parse_mode=ParseMode.HTML,
+            reply_markup=keyboard,
+            do_quote=True,
+            disable_web_page_preview=True,
         )
+    except Deferred:
+        return None  # a status reply the flood budget held back for results
     except TelegramError as exc:
         log.warning("could not reply in chat %s: %s", message.chat.id, exc.message)
         return None
@@ -43,13 +43,11 @@ async def edit(
 ) -> None:
     """Replace the text of the message whose button was pressed (and its buttons)."""
     try:
-        await patiently(
-            lambda: query.edit_message_text(
-                to_html(line),
-                parse_mode=ParseMode.HTML,
-                reply_markup=keyboard,
-                disable_web_page_preview=True,
-            )
+        await query.edit_message_text(
+            to_html(line),
+            parse_mode=ParseMode.HTML,
+            reply_markup=keyboard,
+            disable_web_page_preview=True,
         )
     except TelegramError as exc:
         log.debug("could not edit the button message: %s", exc)

@@ -12,6 +12,7 @@ from telegram.ext import Application, ApplicationBuilder
 
 from bots.runtime import Runtime, serve
 from bots.telegram.bot import TelegramBot
+from bots.telegram.budget import FloodBudget, FloodLimits
 from bots.telegram.request import AiohttpRequest
 from bots.telegram.settings import TelegramSettings
 from bots.telegram.target import PLATFORM
@@ -59,6 +60,7 @@ def build_application(
         .concurrent_updates(concurrent_updates)
         .request(requests)
         .get_updates_request(polling)
+        .rate_limiter(FloodBudget(FloodLimits.of(telegram)))
         .build()
     )
 

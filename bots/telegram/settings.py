@@ -29,6 +29,10 @@ class TelegramSettings(EnvSettings):
     album_wait_seconds: float = Field(1.0, ge=0, le=30)
     status_edit_interval_seconds: float = Field(3.0, ge=0, le=60)
     admin_cache_seconds: float = Field(5.0, ge=0, le=300)
+    flood_global_per_second: float = Field(30.0, gt=0, le=1000)
+    flood_chat_per_second: float = Field(1.0, gt=0, le=100)
+    flood_chat_burst: int = Field(3, ge=1, le=100)
+    flood_group_per_minute: float = Field(20.0, gt=0, le=6000)
 
     @field_validator("webhook_url")
     @classmethod

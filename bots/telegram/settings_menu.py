@@ -13,7 +13,6 @@ from telegram.ext import BaseHandler, CallbackQueryHandler, CommandHandler, Cont
 
 from bots import messages as m
 from bots.chat_settings import ChatSettingsMenu
-from bots.telegram.flood import patiently
 from bots.telegram.keyboards import CLOSE, SETTINGS, options_keyboard, settings_keyboard
 from bots.telegram.languages import group_id
 from bots.telegram.parts import BotParts
@@ -69,10 +68,10 @@ class SettingsMenuHandlers:
         lang = await self.languages.of_user(query.from_user, chat)
         if chat_id is None or not await self.admins.is_admin(chat, query.from_user):
             refusal = m.text("settings_not_admin", lang)
-            await patiently(lambda: query.answer(refusal, show_alert=True))
+            await query.answer(refusal, show_alert=True)
             return
         toast = await self._press(query, chat, chat_id, query.data, lang)
-        await patiently(lambda: query.answer(toast))
+        await query.answer(toast)
 
     async def _press(
         self, query: CallbackQuery, chat: Chat, chat_id: str, data: str, lang: m.Lang
