@@ -233,10 +233,12 @@ class Control:
             1 for c in calls if c.method not in ("getUpdates",) and c.answered and not c.ok
         )
         chats = Counter(str(c.chat_id) for c in calls if c.params.get("chat_id") is not None)
+        refused = Counter(c.method for c in calls if c.status == 429)
         return web.json_response(
             {
                 "jobs": [vars(job) for job in self.window.jobs.values()],
                 "calls_by_chat": dict(chats),
+                "too_many_requests_by_method": dict(refused),
                 "flood_stats": _since(self._flood_stats(), self.flood_at_mark),
                 "upstream_calls": [
                     call.received_at for call in self.upstream.calls[self.window.first_upstream :]

@@ -43,6 +43,7 @@ from benchmarks.load import (
     _stop,
     _tail,
     cpu_seconds,
+    percentiles,
     until_quiet,
 )
 from benchmarks.report import publish
@@ -225,10 +226,15 @@ def figures(
         "settled": settled,
         "seconds_until_all_answered": round(last - first, 3) if every and last else None,
         "seconds_until_last_answer": round(last - first, 3) if last else None,
+        "answer_seconds": {
+            "private": _answer_times(delivered, first, group=False),
+            "group": _answer_times(delivered, first, group=True),
+        },
         "sending_calls": sending,
         "too_many_requests": refused,
         "too_many_requests_share": round(refused / sending, 4) if sending else 0.0,
         "calls_during_flood_wait": flood.get("calls_during_flood_wait", 0),
+        "too_many_requests_by_method": report["too_many_requests_by_method"],
         "messages": sum(by_chat.values()),
         "messages_per_photo": round(sum(by_chat.values()) / load.photos, 3),
         "messages_per_photo_in_group": (
@@ -243,6 +249,19 @@ def figures(
         "bot_cpu_s": round(cpu, 3),
         "bot_cpu_ms_per_photo": round(cpu / load.photos * 1000, 2),
     }
+
+
+def _answer_times(
+    delivered: list[dict[str, Any]], first: float, *, group: bool
+) -> dict[str, float]:
+    """When the answers came, from the first update queued: p50, p95, max in seconds."""
+    times = sorted(
+        job["delivered_at"] - first for job in delivered if (job["chat_id"] == GROUP) == group
+    )
+    if not times:
+        return {}
+    found = percentiles(times)
+    return {key.replace("_ms", "_s"): round(found[key] / 1000, 3) for key in found}
 
 
 # --- all of it ---------------------------------------------------------------------------------
