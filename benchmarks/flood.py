@@ -82,6 +82,8 @@ class Options:
     quiet: bool = True
     """Wait (up to 20 s) for the machine to calm down before each bot's run."""
     max_concurrent_jobs: int = 200
+    bot_env: tuple[tuple[str, str], ...] = ()
+    """Extra settings for our bot (`--bot-env NAME=VALUE`), e.g. to compare its senders."""
 
 
 # --- the floor ---------------------------------------------------------------------------------
@@ -146,6 +148,7 @@ def bot_env(name: str, fakes: Fakes, tmp: Path, options: Options) -> dict[str, s
         QUOTA_PER_USER_PER_DAY="0",
         QUOTA_BURST_PER_MINUTE="0",
         MAX_CONCURRENT_JOBS=str(options.max_concurrent_jobs),
+        **dict(options.bot_env),
     )
 
 
@@ -343,6 +346,7 @@ async def main_async(load: Load, options: Options, bots: list[str]) -> dict[str,
             "ours_max_concurrent_jobs": options.max_concurrent_jobs,
             "deadline_s": options.deadline,
             "settle_s": options.settle,
+            "ours_extra_env": dict(options.bot_env),
         },
         "floor": bound,
         "targets": verdicts(results["ours"], results.get("peer"), bound["floor_s"])
@@ -362,10 +366,16 @@ def main() -> None:
     parser.add_argument("--max-concurrent-jobs", type=int, default=Options.max_concurrent_jobs)
     parser.add_argument("--no-quiet", action="store_true", help="skip waiting for a calm machine")
     parser.add_argument("--bots", default="ours,peer", help="comma-separated: ours,peer")
+    parser.add_argument(
+        "--bot-env", action="append", default=[], metavar="NAME=VALUE", help="our bot's setting"
+    )
     parser.add_argument("--out", type=Path, default=RESULTS, help="where to write the JSON")
     args = parser.parse_args()
     load = Load(args.private_users, args.group_members, args.latency)
-    options = Options(args.deadline, args.settle, not args.no_quiet, args.max_concurrent_jobs)
+    extra = tuple((name, value) for name, _, value in (s.partition("=") for s in args.bot_env))
+    options = Options(
+        args.deadline, args.settle, not args.no_quiet, args.max_concurrent_jobs, extra
+    )
     report = asyncio.run(main_async(load, options, args.bots.split(",")))
     publish(report, args.out)
 
