@@ -34,6 +34,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import httpx
+
+from benchmarks.flood_peer import MAX_RETRIES
 from benchmarks.load import (
     BOT,
     UPSTREAM_KEY,
@@ -54,6 +57,13 @@ RESULTS = ROOT / "benchmarks" / "results" / "flood.json"
 PEER = (sys.executable, "-m", "benchmarks.flood_peer")
 GROUP = -1001234567890
 """The supergroup the members write in (a `-100` id, as Telegram gives supergroups)."""
+PEER_DESCRIPTION = (
+    "benchmarks/flood_peer.py: python-telegram-bot with concurrent_updates(True), "
+    f"AIORateLimiter(max_retries={MAX_RETRIES}) (its defaults: 30 a second in all, 20 a minute "
+    "per group), PTB's default httpx requests, one httpx client to the upstream, no store; per "
+    "photo a chat action, getFile and the download, the upstream call and its result's "
+    "download, and reply_photo"
+)
 FIRST_GROUP_MEMBER = 100_000
 """Group members' user ids start here, apart from the private users' (1, 2, ...)."""
 
@@ -164,7 +174,7 @@ async def run_bot(name: str, load: Load, options: Options, photo: Path) -> dict[
         bot = None
         try:
             bot = _start(command, tmp, bot_env(name, fakes, tmp, options), bot_log)
-            ready = await fakes.call("GET", "/wait", params={"polling": 1, "timeout": 60})
+            ready = await wait(fakes, {"polling": 1}, 60)
             if not ready["ok"] or bot.poll() is not None:
                 return {"bot": name, "error": f"the bot did not start: {_tail(tmp / 'bot.log')}"}
             quiet = await until_quiet() if options.quiet else None
@@ -180,6 +190,15 @@ async def run_bot(name: str, load: Load, options: Options, photo: Path) -> dict[
             await fakes.close()
 
 
+async def wait(fakes: Fakes, condition: dict[str, Any], seconds: float) -> dict[str, Any]:
+    """The fakes' `/wait` for `condition`, with a deadline here too (should they hang)."""
+    async with asyncio.timeout(seconds + 15):
+        found: dict[str, Any] = await fakes.call(
+            "GET", "/wait", params={**condition, "timeout": seconds}
+        )
+        return found
+
+
 async def measure(load: Load, options: Options, fakes: Fakes, pid: int) -> dict[str, Any]:
     """Send every photo at once; wait (with deadlines) for the answers and for silence."""
     cpu_before = sum(cpu_seconds(pid))
@@ -190,12 +209,8 @@ async def measure(load: Load, options: Options, fakes: Fakes, pid: int) -> dict[
     if members:
         body = {"users": members, "chat": GROUP, "caption": "/retouch"}
         await fakes.call("POST", "/send", json=body)
-    answered = await fakes.call(
-        "GET", "/wait", params={"results": load.photos, "timeout": options.deadline}
-    )
-    settled = await fakes.call(
-        "GET", "/wait", params={"idle": options.settle, "timeout": options.settle + 30}
-    )
+    answered = await wait(fakes, {"results": load.photos}, options.deadline)
+    settled = await wait(fakes, {"idle": options.settle}, options.settle + 30)
     cpu = sum(cpu_seconds(pid)) - cpu_before
     report = await fakes.call("GET", "/report")
     return figures(load, report, cpu, answered=answered["ok"], settled=settled["ok"])
@@ -321,7 +336,10 @@ async def main_async(load: Load, options: Options, bots: list[str]) -> dict[str,
         limits: dict[str, Any] = {}
         for name in bots:
             print(f"flood: {name} ...", file=sys.stderr, flush=True)
-            results[name] = await run_bot(name, load, options, photo)
+            try:
+                results[name] = await run_bot(name, load, options, photo)
+            except (TimeoutError, RuntimeError, OSError, httpx.HTTPError) as exc:
+                results[name] = {"bot": name, "error": f"{type(exc).__name__}: {exc}"}
             limits = results[name].pop("limits", limits)
     bound = floor(load, limits)
     for result in results.values():
@@ -348,6 +366,7 @@ async def main_async(load: Load, options: Options, bots: list[str]) -> dict[str,
             "settle_s": options.settle,
             "ours_extra_env": dict(options.bot_env),
         },
+        "peer": PEER_DESCRIPTION,
         "floor": bound,
         "targets": verdicts(results["ours"], results.get("peer"), bound["floor_s"])
         if "ours" in results
