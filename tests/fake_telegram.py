@@ -1411,6 +1411,8 @@ class FakeTelegram:
             self._signal.fire()
             return web.Response(text="<html>garbled</html>", content_type="text/html")
         parameters = {"retry_after": fault.retry_after} if fault.retry_after else None
+        if fault.status == 429 and fault.retry_after:
+            self.flood.announce(call.params, fault.retry_after)
         error = ApiError(fault.status, fault.description or "Internal Server Error", parameters)
         return self._answer(call, error.payload(), fault.status)
 

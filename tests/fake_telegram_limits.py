@@ -141,6 +141,16 @@ class FloodControl:
         if chat is not None and bucket is not None:
             bucket.take(now, cost)
 
+    def announce(self, params: JSON, retry_after: int) -> None:
+        """A scripted 429 told the bot to wait: calls meanwhile count as the limits' own do."""
+        self.stats.too_many_requests += 1
+        chat = _chat_of(params)
+        until = self.clock() + retry_after
+        if chat is None:
+            self._global_wait = max(self._global_wait, until)
+        else:
+            self._chat_waits[chat] = max(self._chat_waits.get(chat, -math.inf), until)
+
     def delivered(self, chat_id: int, messages: int) -> None:
         """`messages` messages now exist in the chat (album items one by one)."""
         self.stats.messages_by_chat[chat_id] += messages

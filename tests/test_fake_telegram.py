@@ -439,6 +439,7 @@ async def test_telegram_limits_are_enforced(fake: FakeTelegram, bot: Bot) -> Non
 # --------------------------------------------------------------------------- faults
 
 
+@UNLIMITED
 async def test_flood_control_raises_retry_after(
     fake: FakeTelegram, bot: Bot, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -198,3 +198,19 @@ async def test_limits_are_configurable_and_can_be_only_counted(clock: Clock) -> 
         assert stats["too_many_requests"] == 0
         assert stats["messages_by_chat"] == {ALICE.id: 40}
         assert stats["sending_calls"] == 40
+
+
+async def test_a_scripted_429_is_a_wait_like_the_limits_own(
+    fake: FakeTelegram, bot: Bot, clock: Clock
+) -> None:
+    fake.fail_next("sendPhoto", retry_after=3)
+    with pytest.raises(RetryAfter):
+        await bot.send_photo(ALICE.id, jpeg(64, 64))
+    clock.now += 2
+    with pytest.raises(RetryAfter):
+        await bot.send_message(ALICE.id, "too soon: the wait runs")
+    clock.now += 2  # the 3 s and the penalty
+    await bot.send_message(ALICE.id, "now")
+    stats = fake.flood_stats()
+    assert stats["too_many_requests"] == 2
+    assert stats["calls_during_flood_wait"] == 1

@@ -64,9 +64,8 @@ class Harness:
             bot_token=self.tg.token,
             api_base_url=self.tg.base_url,
             file_base_url=self.tg.base_file_url,
-            album_wait_seconds=0.05,
-            status_edit_interval_seconds=0,
-            **self.telegram_overrides,
+            **{"album_wait_seconds": 0.05, "status_edit_interval_seconds": 0}
+            | self.telegram_overrides,
         )
 
     async def start(self, telegram: dict[str, Any] | None = None, **overrides: Any) -> None:
@@ -367,6 +366,7 @@ async def test_flood_control_on_send_photo_is_waited_out(
     [result] = await bot.result_for(ALICE.id)
     assert result.data == portrait_bytes
     assert [c.status for c in bot.tg.calls_to("sendPhoto")] == [429, 200]
+    assert bot.tg.flood_stats()["calls_during_flood_wait"] == 0  # it waited the whole second
 
 
 async def test_a_failed_upload_is_retried_from_the_stored_result(
