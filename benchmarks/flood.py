@@ -17,7 +17,9 @@ Measured, per bot (all on the fake's clock, from the first update queued):
   overall and in the group;
 - the bot's CPU (utime + stime of its process, from /proc) per photo, over the window that ends
   once the bot has been silent (no call but getUpdates) for `--settle` seconds;
-- whether every photo was answered exactly once.
+- whether every photo was answered exactly once;
+- noise: the fakes' CPU and what other processes used meanwhile (/proc/stat minus the bot, the
+  fakes and this driver), against the machine's capacity (cores x the window's seconds).
 
 Every wait has a deadline; a bot that misses it is reported (answered N of M), not waited for.
 """
@@ -30,6 +32,7 @@ import os
 import platform
 import sys
 import tempfile
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -46,6 +49,8 @@ from benchmarks.load import (
     _stop,
     _tail,
     cpu_seconds,
+    machine_busy_seconds,
+    own_cpu_seconds,
     percentiles,
     until_quiet,
 )
@@ -201,7 +206,10 @@ async def wait(fakes: Fakes, condition: dict[str, Any], seconds: float) -> dict[
 
 async def measure(load: Load, options: Options, fakes: Fakes, pid: int) -> dict[str, Any]:
     """Send every photo at once; wait (with deadlines) for the answers and for silence."""
-    cpu_before = sum(cpu_seconds(pid))
+    fakes_pid = int(fakes.info["pid"])
+    cpu_before, fakes_before = sum(cpu_seconds(pid)), sum(cpu_seconds(fakes_pid))
+    machine_before, driver_before = machine_busy_seconds(), own_cpu_seconds()
+    started = time.monotonic()
     await fakes.call("POST", "/mark")
     private = list(range(1, load.private_users + 1))
     members = list(range(FIRST_GROUP_MEMBER, FIRST_GROUP_MEMBER + load.group_members))
@@ -212,8 +220,18 @@ async def measure(load: Load, options: Options, fakes: Fakes, pid: int) -> dict[
     answered = await wait(fakes, {"results": load.photos}, options.deadline)
     settled = await wait(fakes, {"idle": options.settle}, options.settle + 30)
     cpu = sum(cpu_seconds(pid)) - cpu_before
+    fakes_cpu = sum(cpu_seconds(fakes_pid)) - fakes_before
+    machine, driver = machine_busy_seconds() - machine_before, own_cpu_seconds() - driver_before
+    elapsed = time.monotonic() - started
     report = await fakes.call("GET", "/report")
-    return figures(load, report, cpu, answered=answered["ok"], settled=settled["ok"])
+    found = figures(load, report, cpu, answered=answered["ok"], settled=settled["ok"])
+    found["noise"] = {
+        "window_s": round(elapsed, 2),
+        "fakes_cpu_s": round(fakes_cpu, 2),
+        "other_processes_cpu_s": round(max(0.0, machine - cpu - fakes_cpu - driver), 2),
+        "machine_cpu_capacity_s": round(elapsed * (os.cpu_count() or 1), 2),
+    }
+    return found
 
 
 def figures(

@@ -66,6 +66,7 @@ async def test_a_tiny_flood_run_measures_both_bots() -> None:
         assert figures["seconds_until_all_answered"] >= 0.3
         assert figures["bot_api_calls_by_method"]["getFile"] == 5
         assert figures["bot_cpu_s"] > 0
+        assert figures["noise"]["window_s"] >= figures["seconds_until_all_answered"]
     peer = report["bots"]["peer"]
     assert peer["bot_api_calls_by_method"]["sendPhoto"] == 5
     assert peer["messages_per_photo_in_group"] == 1.0  # the result, nothing else
