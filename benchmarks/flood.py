@@ -97,6 +97,7 @@ class Options:
     quiet: bool = True
     """Wait (up to 20 s) for the machine to calm down before each bot's run."""
     max_concurrent_jobs: int = 200
+    """Our bot's workers: every photo at once, as the peer's concurrent updates take them."""
     bot_env: tuple[tuple[str, str], ...] = ()
     """Extra settings for our bot (`--bot-env NAME=VALUE`), e.g. to compare its senders."""
 
@@ -156,15 +157,15 @@ def bot_env(name: str, fakes: Fakes, tmp: Path, options: Options) -> dict[str, s
     }
     if name == "peer":
         return _clean_env(**common)
-    return _clean_env(
+    ours = {
         **common,
-        DATA_DIR=str(tmp / "data"),
-        DATABASE_PATH=str(tmp / "data" / "retouch.db"),
-        QUOTA_PER_USER_PER_DAY="0",
-        QUOTA_BURST_PER_MINUTE="0",
-        MAX_CONCURRENT_JOBS=str(options.max_concurrent_jobs),
-        **dict(options.bot_env),
-    )
+        "DATA_DIR": str(tmp / "data"),
+        "DATABASE_PATH": str(tmp / "data" / "retouch.db"),
+        "QUOTA_PER_USER_PER_DAY": "0",
+        "QUOTA_BURST_PER_MINUTE": "0",
+        "MAX_CONCURRENT_JOBS": str(options.max_concurrent_jobs),
+    }
+    return _clean_env(**{**ours, **dict(options.bot_env)})
 
 
 async def run_bot(name: str, load: Load, options: Options, photo: Path) -> dict[str, Any]:

@@ -54,6 +54,7 @@ def test_results_answer_their_photo_by_reply_else_the_oldest_and_extras_are_dupl
     assert control.window.jobs[(GROUP, 12)].method == "sendMediaGroup"
 
 
+@pytest.mark.timeout(240)  # two bots and their fakes start in turn, on a shared machine
 async def test_a_tiny_flood_run_measures_both_bots() -> None:
     load = Load(private_users=3, group_members=2, latency=0.3)
     report = await main_async(load, Options(deadline=60, settle=0.5, quiet=False), ["ours", "peer"])
