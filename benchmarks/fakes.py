@@ -24,8 +24,9 @@ Control routes (JSON):
   an item of sendMediaGroup, answered OK) in this window, or T seconds pass.
 - `GET /wait?polling=1`: return once the bot has polled getUpdates at least once.
 - `GET /wait?idle=S&timeout=T`: return once the bot has made no call but getUpdates for S seconds.
-- `GET /report`: each job's queued and delivered times and result count, calls by method and by
-  chat, the flood limits' figures (`flood_stats`), this process's CPU.
+- `GET /report[?timeline=CHAT]`: each job's queued and delivered times and result count, calls by
+  method and by chat, 429s by method, the flood limits' figures (`flood_stats`), this process's
+  CPU; with `timeline`, every call to that chat as [time, method, HTTP status].
 
 A result answers the job whose message it replies to; one that replies to none (PTB quotes only
 in groups by default) answers the oldest unanswered job of its chat. A result for a chat with no
@@ -234,11 +235,14 @@ class Control:
         )
         chats = Counter(str(c.chat_id) for c in calls if c.params.get("chat_id") is not None)
         refused = Counter(c.method for c in calls if c.status == 429)
+        chat = request.query.get("timeline")
+        timeline = [[c.time, c.method, c.status] for c in calls if str(c.chat_id) == chat]
         return web.json_response(
             {
                 "jobs": [vars(job) for job in self.window.jobs.values()],
                 "calls_by_chat": dict(chats),
                 "too_many_requests_by_method": dict(refused),
+                "timeline": timeline,
                 "flood_stats": _since(self._flood_stats(), self.flood_at_mark),
                 "upstream_calls": [
                     call.received_at for call in self.upstream.calls[self.window.first_upstream :]

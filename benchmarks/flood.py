@@ -17,7 +17,8 @@ Measured, per bot (all on the fake's clock, from the first update queued):
   overall and in the group;
 - the bot's CPU (utime + stime of its process, from /proc) per photo, over the window that ends
   once the bot has been silent (no call but getUpdates) for `--settle` seconds;
-- whether every photo was answered exactly once;
+- whether every photo was answered exactly once, and every call to the group in order (where its
+  budget went);
 - noise: the fakes' CPU and what other processes used meanwhile (/proc/stat minus the bot, the
   fakes and this driver), against the machine's capacity (cores x the window's seconds).
 
@@ -224,7 +225,7 @@ async def measure(load: Load, options: Options, fakes: Fakes, pid: int) -> dict[
     fakes_cpu = sum(cpu_seconds(fakes_pid)) - fakes_before
     machine, driver = machine_busy_seconds() - machine_before, own_cpu_seconds() - driver_before
     elapsed = time.monotonic() - started
-    report = await fakes.call("GET", "/report")
+    report = await fakes.call("GET", "/report", params={"timeline": str(GROUP)})
     found = figures(load, report, cpu, answered=answered["ok"], settled=settled["ok"])
     found["noise"] = {
         "window_s": round(elapsed, 2),
@@ -283,6 +284,9 @@ def figures(
             round(group_calls / load.group_members, 3) if load.group_members else None
         ),
         "bot_api_calls_by_method": dict(sorted(calls.items())),
+        "group_calls": [  # where the group's budget went: seconds, method, HTTP status
+            f"{at - first:.2f} {method} {status}" for at, method, status in report["timeline"]
+        ],
         "bot_cpu_s": round(cpu, 3),
         "bot_cpu_ms_per_photo": round(cpu / load.photos * 1000, 2),
     }
