@@ -14,7 +14,8 @@ call to a chat they are refused while that chat's flood wait runs.
 Past a limit the answer is 429 `Too Many Requests: retry after N` with `parameters.retry_after`
 (whole seconds, at least 1). A call made while a wait it announced still runs is counted in
 `calls_during_flood_wait`, refused again, and, as real Telegram escalates, lengthens the wait by
-`penalty_seconds`. A limit on all chats at once is a global wait: every sending call is refused.
+`penalty_seconds` (up to `max_penalty_seconds` a wait). A limit on all chats at once is a
+global wait: every sending call is refused.
 """
 
 from __future__ import annotations
@@ -64,6 +65,7 @@ class TelegramLimits:
     group_per_minute: float = 20.0
     group_burst: int = 20
     penalty_seconds: float = 1.0
+    max_penalty_seconds: float = 30.0
 
 
 @dataclass
@@ -121,6 +123,7 @@ class FloodControl:
         self._chats: dict[int, _Bucket] = {}
         self._global_wait = -math.inf
         self._chat_waits: dict[int, float] = {}
+        self._penalties: dict[int | None, float] = {}  # seconds added to the running wait
 
     def check(self, method: str, params: JSON) -> None:
         """Count the call; refuse it with a 429 if a wait runs or a limit is passed."""
@@ -167,13 +170,20 @@ class FloodControl:
 
     def _refuse_during_wait(self, now: float, chat: int | None) -> None:
         if self._global_wait > now:
-            self._global_wait += self.limits.penalty_seconds
+            self._global_wait += self._penalty(None)
             self._count_violation()
             raise self._too_many(self._global_wait - now)
         if chat is not None and self._chat_waits.get(chat, -math.inf) > now:
-            self._chat_waits[chat] += self.limits.penalty_seconds
+            self._chat_waits[chat] += self._penalty(chat)
             self._count_violation()
             raise self._too_many(self._chat_waits[chat] - now)
+
+    def _penalty(self, scope: int | None) -> float:
+        """The seconds a call during a wait adds to it, until the wait's penalties reach the cap."""
+        spent = self._penalties.get(scope, 0.0)
+        added = max(0.0, min(self.limits.penalty_seconds, self.limits.max_penalty_seconds - spent))
+        self._penalties[scope] = spent + added
+        return added
 
     def _refuse_past_limit(
         self, now: float, chat: int | None, bucket: _Bucket | None, cost: int
@@ -183,11 +193,13 @@ class FloodControl:
             if ready > now:
                 retry_after = _whole_seconds(ready - now)
                 self._chat_waits[chat] = now + retry_after
+                self._penalties.pop(chat, None)
                 raise self._too_many(retry_after)
         ready = self._global.ready_at(now, cost)
         if ready > now:
             retry_after = _whole_seconds(ready - now)
             self._global_wait = now + retry_after
+            self._penalties.pop(None, None)
             raise self._too_many(retry_after)
 
     def _count_violation(self) -> None:

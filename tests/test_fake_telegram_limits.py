@@ -16,6 +16,7 @@ from telegram import Bot, InputMediaPhoto
 from telegram.constants import ChatAction
 from telegram.error import RetryAfter
 
+import bots.telegram  # noqa: F401  (RetryAfter.retry_after as a timedelta, as the bot has it)
 from tests.fake_telegram import FakeTelegram, TelegramLimits, User
 from tests.test_fake_telegram import jpeg
 
@@ -214,3 +215,21 @@ async def test_a_scripted_429_is_a_wait_like_the_limits_own(
     stats = fake.flood_stats()
     assert stats["too_many_requests"] == 2
     assert stats["calls_during_flood_wait"] == 1
+
+
+async def test_penalties_lengthen_a_wait_up_to_a_cap(clock: Clock) -> None:
+    capped = TelegramLimits(penalty_seconds=1.0, max_penalty_seconds=2.0)
+    async with FakeTelegram(clock=clock, limits=capped) as fake:
+        fake.add_chat(ALICE.id, user=ALICE)
+        async with Bot(fake.token, base_url=fake.base_url) as bot:
+            for n in range(3):
+                await bot.send_message(ALICE.id, f"burst {n}")
+            waits = []
+            for _ in range(5):  # the first refusal announces 1 s; four calls during it follow
+                with pytest.raises(RetryAfter) as refused:
+                    await bot.send_message(ALICE.id, "again")
+                waits.append(seconds(refused.value))
+            assert waits == [1, 2, 3, 3, 3]  # 1 s, then +1, +1, and no more than 2 s added
+            clock.now += 3
+            await bot.send_message(ALICE.id, "after the capped wait")
+        assert fake.flood_stats()["calls_during_flood_wait"] == 4

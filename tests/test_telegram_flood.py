@@ -11,6 +11,7 @@ from collections import Counter
 
 from tests.fake_telegram import ChatMessage, FakeTelegram, User
 from tests.test_telegram_bot import GROUP, Harness
+from tests.upstream_fakes import ErrorJson, Gate
 
 pytest_plugins = ["tests.test_telegram_bot"]  # the `bot` fixture
 
@@ -66,3 +67,29 @@ async def test_private_chats_and_a_group_at_once(bot: Harness, portrait_bytes: b
     messages = sum(stats["messages_by_chat"].values())
     assert messages <= 2 * (len(people) + len(members))  # a result each, a status at most
     assert stats["messages_by_chat"][GROUP] <= 1.3 * len(members)
+
+
+async def test_a_failure_in_a_shared_group_line_is_said_apart(
+    bot: Harness, portrait_bytes: bytes
+) -> None:
+    gate = Gate()
+    bot.upstream.script(gate, ErrorJson(400, "the image could not be processed"))
+    await bot.start(max_concurrent_jobs=2)
+    alice, bob = User(8001, "Alice"), User(8002, "Bob")
+    first = bot.tg.send_photo(GROUP, alice, portrait_bytes, caption="/retouch")["message_id"]
+    await gate.wait_entered()
+    [line] = [m for m in bot.tg.sent_to(GROUP) if m.kind == "text"]
+    second = bot.tg.send_photo(GROUP, bob, portrait_bytes, caption="/retouch")["message_id"]
+
+    def said_apart() -> list[ChatMessage]:
+        return [m for m in bot.tg.sent_to(GROUP) if m.reply_to_message_id == second]
+
+    await bot.tg.wait_until(lambda: bool(said_apart()))
+    [failure] = said_apart()
+    assert failure.kind == "text" and failure.message_id != line.message_id
+    assert line.reply_to_message_id == first and not line.deleted  # Alice's job still shows
+    gate.opened.set()
+    [result] = await bot.result_for(GROUP)
+    assert result.reply_to_message_id == first
+    await bot.tg.wait_until(lambda: line.deleted)
+    assert [m for m in bot.tg.sent_to(GROUP) if m.kind == "text"] == [line, failure]

@@ -59,11 +59,17 @@ class Bucket:
 
     `burst` messages may go at once, then one every `interval` seconds; a cost above the burst
     (a ten-photo album in a private chat) goes when the bucket is full, and is paid off after.
+    Telegram counts a message when it arrives, which can be well after it was let out (queued for
+    a connection, uploading): `late` is the bucket reckoned from when the answers came back (the
+    latest each can have arrived), and `in_flight` the messages not answered yet, so `clear_at`
+    holds however late they arrive.
     """
 
     interval: float
     burst: int
     tat: float = -math.inf
+    late: float = -math.inf
+    in_flight: int = 0
 
     def ready_at(self, now: float, cost: int) -> float:
         """The earliest time `cost` messages may go."""
@@ -72,7 +78,33 @@ class Bucket:
 
     def has_room(self, now: float, cost: int) -> bool:
         """Whether `cost` messages fit now, without paying anything off later."""
-        return cost <= self.burst and self.tat - (self.burst - cost) * self.interval <= now
+        fits = cost <= self.burst and self.tat - (self.burst - cost) * self.interval <= now
+        return fits and self.clear_at(now, cost) == now
+
+    def clear_at(self, now: float, cost: int) -> float | None:
+        """When `cost` more messages fit however late those in flight arrive; None while too
+        many are in flight (only their answers tell)."""
+        size = max(self.burst, cost)
+        if self.in_flight and self.in_flight + cost > size:
+            return None
+        bound = (
+            max(self.late, now) + self.in_flight * self.interval if self.in_flight else self.late
+        )
+        return max(now, bound - (size - cost) * self.interval)
+
+    def launch(self, cost: int) -> None:
+        """`cost` messages are on their way."""
+        self.in_flight += cost
+
+    def land(self, at: float, cost: int) -> None:
+        """Their answer came back at `at`: they arrived by then."""
+        self.in_flight -= cost
+        self.late = max(self.late, at) + cost * self.interval
+
+    def drain(self, until: float) -> None:
+        """A 429: the bucket is as Telegram sees it, one message fits when the wait ends."""
+        full = until + (self.burst - 1) * self.interval
+        self.tat, self.late = max(self.tat, full), max(self.late, full)
 
     def take(self, at: float, cost: int) -> None:
         """Spend `cost` messages at time `at` (now, or a slot reserved ahead)."""

@@ -15,6 +15,7 @@ the one `sending_as` set around it.
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dtm
 import logging
 import math
@@ -114,6 +115,7 @@ class FloodBudget(BaseRateLimiter[Priority]):
         self._last_action: dict[int, float] = {}
         self._recent_floods: deque[tuple[float, int | None]] = deque()
         self._floods: defaultdict[int | None, int] = defaultdict(int)  # 429s so far, by chat
+        self._landed = asyncio.Event()  # set (and replaced) whenever a sending call is answered
 
     async def initialize(self) -> None:
         """Nothing to open: the budget is kept in memory."""
@@ -158,9 +160,9 @@ class FloodBudget(BaseRateLimiter[Priority]):
         cost = message_cost(endpoint, data)
         for attempt in range(MAX_FLOOD_WAITS + 1):
             if priority is Priority.ANSWER:
-                await self._wait_turn(chat, cost)
+                launched = await self._wait_turn(chat, cost)
             else:
-                self._spare(chat, cost, priority)
+                launched = self._spare(chat, cost, priority)
             self.clock.in_flight(1)
             try:
                 return await callback(*args, **kwargs)
@@ -173,29 +175,31 @@ class FloodBudget(BaseRateLimiter[Priority]):
                     raise
             finally:
                 self.clock.in_flight(-1)
-                self._sent(chat, cost)
+                self._land(launched, cost)
         raise AssertionError("unreachable")
 
     # ------------------------------------------------------------------ internals
 
-    async def _wait_turn(self, chat: int | None, cost: int) -> None:
-        """Wait out flood waits, then for a slot in the chat's bucket and the global one."""
+    async def _wait_turn(self, chat: int | None, cost: int) -> list[Bucket]:
+        """Wait out flood waits, then for a slot in the chat's bucket and the global one; the
+        buckets the call is let out of."""
         self._waiting[chat] += 1
         try:
             while True:
                 await self._out_of_flood(chat)
                 if cost == 0:
-                    return
+                    return []
                 floods = self._floods[chat], self._floods[None]
+                buckets = [self._global] if chat is None else [self._bucket(chat), self._global]
                 if chat is not None:
-                    await self._reserve(self._bucket(chat), cost)
+                    await self._reserve(buckets[0], cost)
                 self._waiting_globally += 1
                 try:
                     await self._reserve(self._global, cost)
+                    if await self._clear(buckets, cost, floods, chat):
+                        return buckets
                 finally:
                     self._waiting_globally -= 1
-                if floods == (self._floods[chat], self._floods[None]):
-                    return
                 # a 429 came meanwhile: the slot was reckoned on a bucket Telegram found full
         finally:
             self._waiting[chat] -= 1
@@ -203,17 +207,37 @@ class FloodBudget(BaseRateLimiter[Priority]):
                 del self._waiting[chat]
 
     async def _reserve(self, bucket: Bucket, cost: int) -> None:
+        """Take the bucket's next slot for `cost` messages and sleep until it comes."""
         now = self.clock.monotonic()
         start = bucket.ready_at(now, cost)
         bucket.take(start, cost)
         if start > now:
             await self.clock.sleep_until(start)
 
+    async def _clear(
+        self, buckets: list[Bucket], cost: int, floods: tuple[int, int], chat: int | None
+    ) -> bool:
+        """Wait until the messages fit in every bucket however late the calls in flight arrive,
+        and let them out; False if a 429 came first."""
+        while floods == (self._floods[chat], self._floods[None]):
+            now = self.clock.monotonic()
+            landed = self._landed
+            times = [bucket.clear_at(now, cost) for bucket in buckets]
+            if any(t is None for t in times):
+                await landed.wait()
+            elif (until := max(t for t in times if t is not None)) > now:
+                await self.clock.sleep_until(until)
+            else:
+                for bucket in buckets:
+                    bucket.launch(cost)
+                return True
+        return False
+
     async def _out_of_flood(self, chat: int | None) -> None:
         while (wait := self._wait_end(chat)) > self.clock.monotonic():
             await self.clock.sleep_until(wait)
 
-    def _spare(self, chat: int | None, cost: int, priority: Priority) -> None:
+    def _spare(self, chat: int | None, cost: int, priority: Priority) -> list[Bucket]:
         """Take the budget for a status update or chat action now, or raise `Deferred`."""
         now = self.clock.monotonic()
         if self._wait_end(chat) > now or self._waiting_globally or self._waiting.get(chat):
@@ -223,9 +247,9 @@ class FloodBudget(BaseRateLimiter[Priority]):
                 if now - self._last_action.get(chat, -math.inf) < ACTION_EVERY:
                     raise Deferred()
                 self._last_action[chat] = now
-            return
+            return []
         if cost == 0:
-            return
+            return []
         to_come = len(self._expected.get(chat, ())) if chat is not None else 0
         bucket = self._bucket(chat) if chat is not None else None
         if bucket is not None and not bucket.has_room(now, cost + to_come):
@@ -234,19 +258,20 @@ class FloodBudget(BaseRateLimiter[Priority]):
         reserve = min(everywhere, math.floor(self._global.burst * GLOBAL_RESERVE))
         if not self._global.has_room(now, cost + reserve):
             raise Deferred()
-        if bucket is not None:
-            bucket.take(now, cost)
-        self._global.take(now, cost)
+        launched = [self._global] if bucket is None else [bucket, self._global]
+        for each in launched:
+            each.take(now, cost)
+            each.launch(cost)
+        return launched
 
-    def _sent(self, chat: int | None, cost: int) -> None:
-        """The call was answered: it reached Telegram by now at the latest, which the buckets
-        take as its time (an upload that took long counts from its end, as Telegram sees it)."""
-        if cost == 0:
-            return
+    def _land(self, launched: list[Bucket], cost: int) -> None:
+        """The call was answered: it reached Telegram by now at the latest."""
         now = self.clock.monotonic()
-        for bucket in (self._global, self._chats.get(chat) if chat is not None else None):
-            if bucket is not None:
-                bucket.tat = max(bucket.tat, now + cost * bucket.interval)
+        for bucket in launched:
+            bucket.land(now, cost)
+        if launched:
+            self._landed.set()
+            self._landed = asyncio.Event()
 
     def _flood(self, chat: int | None, seconds: float, endpoint: str) -> None:
         """A 429: the chat waits; a call to no chat, or 429s in several chats at once, make
@@ -260,12 +285,12 @@ class FloodBudget(BaseRateLimiter[Priority]):
         if chat is None or len(spread) >= SPREAD_CHATS:
             self._global_wait = max(self._global_wait, until)
             self._floods[None] += 1
-            _drain(self._global, until)
+            self._global.drain(until)
             log.warning("flood control: every chat waits %.0f s (%s)", seconds, endpoint)
         else:
             self._chat_waits[chat] = max(self._chat_waits.get(chat, -math.inf), until)
             self._floods[chat] += 1
-            _drain(self._bucket(chat), until)
+            self._bucket(chat).drain(until)
             log.warning("flood control: chat %s waits %.0f s (%s)", chat, seconds, endpoint)
 
     def _wait_end(self, chat: int | None) -> float:
@@ -283,11 +308,6 @@ class FloodBudget(BaseRateLimiter[Priority]):
                 bucket = Bucket(1 / self.limits.chat_per_second, self.limits.chat_burst)
             self._chats[chat] = bucket
         return bucket
-
-
-def _drain(bucket: Bucket, until: float) -> None:
-    """After a 429 the bucket is as Telegram sees it: one message fits when the wait ends."""
-    bucket.tat = max(bucket.tat, until + (bucket.burst - 1) * bucket.interval)
 
 
 def budget_of(bot: object) -> FloodBudget | None:
