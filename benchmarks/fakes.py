@@ -19,7 +19,7 @@ Control routes (JSON):
 - `POST /mark`: start a measurement window (forget earlier jobs, count calls from here).
 - `POST /send {"users": [ids], "chat": id, "caption": text}`: each user sends the photo, in a
   private chat of their own unless `chat` (a group) is given; the time each update is queued is
-  kept.
+  kept. `{"photos": [{"user": id, "chat": id, "caption": text}, ...]}`: the same, in that order.
 - `GET /wait?results=N&timeout=T`: return once N jobs have a result (sendPhoto, sendDocument or
   an item of sendMediaGroup, answered OK) in this window, or T seconds pass.
 - `GET /wait?polling=1`: return once the bot has polled getUpdates at least once.
@@ -169,10 +169,14 @@ class Control:
 
     async def send(self, request: web.Request) -> web.Response:
         body = await request.json()
-        caption = body.get("caption")
-        for user_id in body["users"]:
-            user = User(int(user_id), f"User{user_id}", username=f"user{user_id}")
-            chat = int(body.get("chat") or user.id)
+        photos = body.get("photos") or [
+            {"user": user, "chat": body.get("chat"), "caption": body.get("caption")}
+            for user in body["users"]
+        ]
+        for photo in photos:
+            user_id, caption = int(photo["user"]), photo.get("caption")
+            user = User(user_id, f"User{user_id}", username=f"user{user_id}")
+            chat = int(photo.get("chat") or user.id)
             if self.document:
                 message = self.tg.send_document(
                     chat,
@@ -185,7 +189,7 @@ class Control:
             else:
                 message = self.tg.send_photo(chat, user, self.photo, caption)
             self.add_job(chat, int(message["message_id"]))
-        return web.json_response({"sent": len(body["users"])})
+        return web.json_response({"sent": len(photos)})
 
     async def wait(self, request: web.Request) -> web.Response:
         timeout = float(request.query.get("timeout", "60"))

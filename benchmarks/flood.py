@@ -197,6 +197,18 @@ async def run_bot(name: str, load: Load, options: Options, photo: Path) -> dict[
             await fakes.close()
 
 
+def arrivals(load: Load) -> list[dict[str, Any]]:
+    """Every photo at once, the group's spread evenly among the private ones (as they would
+    arrive from people sending at the same moment): neither kind waits behind the other."""
+    private = [((n + 0.5) / load.private_users, {"user": n + 1}) for n in range(load.private_users)]
+    group = [
+        ((n + 0.5) / load.group_members, {"user": FIRST_GROUP_MEMBER + n, "chat": GROUP})
+        for n in range(load.group_members)
+    ]
+    ordered = sorted(private + group, key=lambda item: item[0])
+    return [{**photo, "caption": "/retouch"} if "chat" in photo else photo for _, photo in ordered]
+
+
 async def wait(fakes: Fakes, condition: dict[str, Any], seconds: float) -> dict[str, Any]:
     """The fakes' `/wait` for `condition`, with a deadline here too (should they hang)."""
     async with asyncio.timeout(seconds + 15):
@@ -213,12 +225,7 @@ async def measure(load: Load, options: Options, fakes: Fakes, pid: int) -> dict[
     machine_before, driver_before = machine_busy_seconds(), own_cpu_seconds()
     started = time.monotonic()
     await fakes.call("POST", "/mark")
-    private = list(range(1, load.private_users + 1))
-    members = list(range(FIRST_GROUP_MEMBER, FIRST_GROUP_MEMBER + load.group_members))
-    await fakes.call("POST", "/send", json={"users": private})
-    if members:
-        body = {"users": members, "chat": GROUP, "caption": "/retouch"}
-        await fakes.call("POST", "/send", json=body)
+    await fakes.call("POST", "/send", json={"photos": arrivals(load)})
     answered = await wait(fakes, {"results": load.photos}, options.deadline)
     settled = await wait(fakes, {"idle": options.settle}, options.settle + 30)
     cpu = sum(cpu_seconds(pid)) - cpu_before
@@ -383,6 +390,8 @@ async def main_async(load: Load, options: Options, bots: list[str]) -> dict[str,
             "group_members": load.group_members,
             "group_chat_id": GROUP,
             "group_caption": "/retouch",
+            "order": "one update each, all queued at once, the group's spread evenly among the "
+            "private ones",
             "upstream_latency_s": load.latency,
             "ours_max_concurrent_jobs": options.max_concurrent_jobs,
             "deadline_s": options.deadline,

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from benchmarks.fakes import Control
-from benchmarks.flood import GROUP, Load, Options, floor, main_async
+from benchmarks.flood import GROUP, Load, Options, arrivals, floor, main_async
 from tests.fake_telegram import Call
 from tests.fake_telegram_limits import TelegramLimits
 
@@ -29,6 +29,14 @@ def test_without_a_group_the_global_budget_binds() -> None:
     bound = floor(Load(private_users=300, group_members=0, latency=1.0), LIMITS)
     assert bound["binding_budget"] == "global"
     assert bound["floor_s"] == 10.0  # 1 s + (300 - 30) / 30
+
+
+def test_the_group_photos_arrive_spread_among_the_private_ones() -> None:
+    photos = arrivals(Load(private_users=6, group_members=2, latency=1.0))
+    chats = ["g" if photo.get("chat") == GROUP else "p" for photo in photos]
+    assert "".join(chats) == "ppgpppgp"
+    assert all(photo["caption"] == "/retouch" for photo in photos if "chat" in photo)
+    assert len({photo["user"] for photo in photos}) == 8
 
 
 def _result(chat: int, method: str = "sendPhoto", **params: Any) -> Call:
