@@ -137,11 +137,6 @@ class FloodBudget(BaseRateLimiter[Priority]):
             if not jobs:
                 del self._expected[chat_id]
 
-    def waits(self, chat_id: int) -> float:
-        """Seconds until this chat may be sent to again (0: now)."""
-        until = max(self._global_wait, self._chat_waits.get(chat_id, -math.inf))
-        return max(0.0, until - self.clock.monotonic())
-
     # ------------------------------------------------------------------ PTB's hook
 
     async def process_request(
