@@ -6,7 +6,8 @@ an echo upstream whose every answer takes L seconds) and the bot: ours
 (`python -m bots.cli telegram`, configured by environment variables only) or the peer
 (`benchmarks.flood_peer`: python-telegram-bot with concurrent updates, AIORateLimiter, one httpx
 client, no store). Then, at once, 150 users each send a photo in a private chat and 25 members of
-one supergroup each send one captioned `/retouch`; L = 2 s.
+one supergroup each send one captioned `/retouch` (spread among the private ones); L = 2 s. Our
+bot gets MAX_CONCURRENT_JOBS=200 (every photo at once, as the peer takes them) and no quotas.
 
 Measured, per bot (all on the fake's clock, from the first update queued):
 - seconds until every photo was answered (a result photo per job), against the floor the limits
