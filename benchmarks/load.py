@@ -150,9 +150,13 @@ class Scenario:
 class Fakes:
     """The `benchmarks.fakes` process and its control routes."""
 
-    def __init__(self, latency: float, photo: Path, document: bool, log: Path) -> None:
+    def __init__(
+        self, latency: float, photo: Path, document: bool, log: Path, *, limits: bool = False
+    ) -> None:
+        """`limits`: the fake Bot API enforces Telegram's flood limits (`benchmarks.flood`)."""
         args = [sys.executable, "-m", "benchmarks.fakes", "--latency", str(latency)]
         args += ["--photo", str(photo)] + (["--document"] if document else [])
+        args += ["--limits"] if limits else []
         self.log = log.open("wb")
         self.process = subprocess.Popen(
             args, cwd=ROOT, stdout=subprocess.PIPE, stderr=self.log, env=_clean_env()

@@ -1,9 +1,9 @@
 """Every benchmark with its defaults, then one summary of the performance targets: `make bench`.
 
 Runs `benchmarks.ledger`, `benchmarks.load`, `benchmarks.engine`, `benchmarks.engine_quality`,
-`benchmarks.hostile` and `benchmarks.chaos`, each in a process of its own (each writes its full
-JSON to `benchmarks/results/`), then prints the targets with their figures as JSON and writes
-them to `benchmarks/results/summary.json`. Progress goes to stderr.
+`benchmarks.hostile`, `benchmarks.flood` and `benchmarks.chaos`, each in a process of its own
+(each writes its full JSON to `benchmarks/results/`), then prints the targets with their figures
+as JSON and writes them to `benchmarks/results/summary.json`. Progress goes to stderr.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "benchmarks" / "results"
-BENCHMARKS = ("ledger", "load", "engine", "engine_quality", "hostile", "chaos")
+BENCHMARKS = ("ledger", "load", "engine", "engine_quality", "hostile", "flood", "chaos")
 
 
 def run(name: str) -> tuple[dict[str, Any], float]:
