@@ -75,6 +75,28 @@ async def test_thirty_a_second_in_all(fake: FakeTelegram, clock: JumpClock) -> N
     assert fake.flood_stats()["too_many_requests"] == 0
 
 
+async def test_answers_to_a_group_go_first_when_the_global_bucket_is_busy(
+    fake: FakeTelegram, clock: JumpClock
+) -> None:
+    """120 private answers, then 25 to a group, all at once: the group's go first, so its slow
+    bucket (20 a minute) starts refilling at once instead of after the private ones."""
+    users = [User(4000 + n) for n in range(120)]
+    for user in users:
+        fake.add_chat(user.id, user=user)
+    start = clock.now
+    async with ext_bot(fake, FloodBudget(FloodLimits(), clock)) as bot:
+        private = [asyncio.create_task(bot.send_message(u.id, "done")) for u in users]
+        await asyncio.sleep(0)
+        group = [asyncio.create_task(bot.send_message(GROUP, f"g{n}")) for n in range(25)]
+        await asyncio.gather(*group)
+        group_done = clock.now - start
+        await asyncio.gather(*private)
+    # The group's 20 go in the first second, the other 5 one every 3 s: 15 s, not 4 + 15.
+    assert group_done == pytest.approx(15.0, abs=0.5)
+    assert fake.flood_stats()["too_many_requests"] == 0
+    assert fake.flood_stats()["calls_during_flood_wait"] == 0
+
+
 async def test_after_a_429_the_chat_waits_and_nothing_goes_there_meanwhile(
     fake: FakeTelegram, clock: JumpClock
 ) -> None:

@@ -6,6 +6,10 @@ are met ahead of time rather than with a 429. A 429 anyway makes that chat wait 
 (everything, when it hits calls to several chats at once, as a global limit does), nothing goes
 there meanwhile, and the call is tried again.
 
+When answers queue for the global bucket, those to groups go first: a group's own bucket refills
+only one message every 3 s, so each second it waits behind private chats is lost for good, while
+a private chat's wait is repaid at once.
+
 Priorities: answers and results (`Priority.ANSWER`, the default) wait their turn and are never
 dropped. Status updates (`STATUS`) and chat actions (`ACTION`) never wait: they go only when the
 budget has room to spare for the results still to come, else they raise `Deferred` and the
@@ -17,13 +21,15 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dtm
+import heapq
+import itertools
 import logging
 import math
 from collections import defaultdict, deque
 from collections.abc import Callable, Coroutine, Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import IntEnum
 from typing import Any
 
@@ -95,6 +101,15 @@ class FloodLimits:
         )
 
 
+@dataclass(order=True)
+class _Turn:
+    """An answer's place in the queue for the global bucket: groups (rank 0) first."""
+
+    rank: int
+    number: int
+    woken: asyncio.Event = field(default_factory=asyncio.Event, compare=False)
+
+
 Callback = Callable[..., Coroutine[Any, Any, bool | dict[str, Any] | list[dict[str, Any]]]]
 
 
@@ -116,6 +131,8 @@ class FloodBudget(BaseRateLimiter[Priority]):
         self._recent_floods: deque[tuple[float, int | None]] = deque()
         self._floods: defaultdict[int | None, int] = defaultdict(int)  # 429s so far, by chat
         self._landed = asyncio.Event()  # set (and replaced) whenever a sending call is answered
+        self._turns: list[_Turn] = []  # answers waiting for the global bucket, first to go first
+        self._turn_numbers = itertools.count()
 
     async def initialize(self) -> None:
         """Nothing to open: the budget is kept in memory."""
@@ -190,7 +207,7 @@ class FloodBudget(BaseRateLimiter[Priority]):
                     await self._reserve(buckets[0], cost)
                 self._waiting_globally += 1
                 try:
-                    await self._reserve(self._global, cost)
+                    await self._global_turn(chat, cost)
                     if await self._clear(buckets, cost, floods, chat):
                         return buckets
                 finally:
@@ -208,6 +225,32 @@ class FloodBudget(BaseRateLimiter[Priority]):
         bucket.take(start, cost)
         if start > now:
             await self.clock.sleep_until(start)
+
+    async def _global_turn(self, chat: int | None, cost: int) -> None:
+        """Wait for a slot in the global bucket, answers to groups before the others (each in
+        the order it came), and take it."""
+        turn = _Turn(0 if chat is not None and chat < 0 else 1, next(self._turn_numbers))
+        heapq.heappush(self._turns, turn)
+        try:
+            while True:
+                if self._turns[0] is not turn:
+                    turn.woken.clear()
+                    await turn.woken.wait()
+                    continue
+                now = self.clock.monotonic()
+                start = self._global.ready_at(now, cost)
+                if start <= now:
+                    self._global.take(now, cost)
+                    return
+                await self.clock.sleep_until(start)
+        finally:
+            if self._turns and self._turns[0] is turn:
+                heapq.heappop(self._turns)
+            elif turn in self._turns:  # cancelled while it waited
+                self._turns.remove(turn)
+                heapq.heapify(self._turns)
+            if self._turns:
+                self._turns[0].woken.set()
 
     async def _clear(
         self, buckets: list[Bucket], cost: int, floods: tuple[int, int], chat: int | None
