@@ -47,6 +47,8 @@ __all__ = ["TelegramLimits"]  # re-exported: part of the fake's interface
 
 JSON = dict[str, Any]
 
+ALBUM_MAX_ITEMS = 10
+"""What one album (media group) holds at most, sent or received."""
 DEFAULT_TOKEN = "123456:TEST-token-AbCdEfGhIjKlMnOpQrStUvWxYz0123456789"
 DEFAULT_USERNAME = "RetouchTestBot"
 #: Pseudo method name under which file downloads (`GET /file/bot<token>/<path>`) are recorded;
@@ -1092,7 +1094,10 @@ class FakeTelegram:
         *,
         chat_type: str | None = None,
     ) -> list[JSON]:
-        """A user sends photos as one album: one update each, one media_group_id, caption first."""
+        """A user sends photos as one album: one update each, one media_group_id, caption first.
+        Telegram's apps send 2 to 10 items as one album, never more."""
+        if not 2 <= len(images) <= ALBUM_MAX_ITEMS:
+            raise ValueError(f"an album holds 2 to {ALBUM_MAX_ITEMS} items, not {len(images)}")
         group_id = str(13_000_000_000_000_000 + next(self._counter))
         return [
             self.send_photo(
@@ -1746,7 +1751,7 @@ class FakeTelegram:
 
     async def _send_media_group(self, call: Call) -> list[JSON]:
         media = call.params.get("media")
-        if not isinstance(media, list) or not 2 <= len(media) <= 10:
+        if not isinstance(media, list) or not 2 <= len(media) <= ALBUM_MAX_ITEMS:
             raise bad_request("wrong number of media items; an album takes 2 to 10")
         self._bot_chat(call.params.get("chat_id"))
         kinds = {item.get("type") for item in media if isinstance(item, dict)}

@@ -54,6 +54,18 @@ WEBHOOK_POINTS = ["update_stored", "state:queued"]
 it again), and the update handled before it was answered."""
 
 
+async def confirm_what_was_fetched(tg: FakeTelegram) -> None:
+    """Once the bot has fetched the queued updates, give it one more (Dave's /help): the
+    getUpdates that fetches it confirms the others."""
+    await tg.wait_for(
+        "getUpdates",
+        predicate=lambda call: '"update_id"' in json.dumps(call.response),
+        answered=True,
+        timeout=60,
+    )
+    tg.send_text(DAVE.id, DAVE, "/help")
+
+
 @pytest.mark.parametrize("point", POINTS)
 async def test_a_kill_at_any_point_loses_no_photo(
     point: str, tmp_path: Path, portrait_bytes: bytes
@@ -83,13 +95,7 @@ async def kill_and_restart(point: str, tmp_path: Path, portrait: bytes, *, webho
         first = await start_bot({**env, "JOBS_CRASH_AT": point}, tmp_path)
         try:
             if not webhook:
-                await tg.wait_for(
-                    "getUpdates",
-                    predicate=lambda call: '"update_id"' in json.dumps(call.response),
-                    answered=True,
-                    timeout=60,
-                )
-                tg.send_text(DAVE.id, DAVE, "/help")  # the next getUpdates confirms the photos
+                await confirm_what_was_fetched(tg)
             code, err = await ended(first, 60)
         finally:
             await kill(first)
@@ -209,13 +215,7 @@ async def test_a_kill_while_an_album_is_gathered_loses_none_of_it(
         database = tmp_path / "data" / "retouch.db"
         first = await start_bot({**env, "TELEGRAM_ALBUM_WAIT_SECONDS": "30"}, tmp_path)
         try:
-            await tg.wait_for(
-                "getUpdates",
-                predicate=lambda call: '"update_id"' in json.dumps(call.response),
-                answered=True,
-                timeout=60,
-            )
-            tg.send_text(DAVE.id, DAVE, "/help")  # the next getUpdates confirms the album
+            await confirm_what_was_fetched(tg)
             await tg.wait_until(lambda: bool(tg.sent_to(DAVE.id)), timeout=60)
             assert not tg.pending_updates and unfinished(database) == 0  # no job admitted yet
         finally:

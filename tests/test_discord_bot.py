@@ -37,6 +37,7 @@ from tests.fake_discord import (
     Call,
     FakeDiscord,
 )
+from tests.fake_discord_limits import DiscordLimits
 from tests.service_fakes import service_settings
 from tests.upstream_fakes import Echo, FakeUpstream, Gate, Success, sample_jpeg
 
@@ -44,14 +45,24 @@ JSON = dict[str, Any]
 API_KEY = "sk-test-upstream-key-123"
 
 
-@pytest.fixture
-async def fake(monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[FakeDiscord]:
-    async with FakeDiscord() as server:
+@asynccontextmanager
+async def strict_discord(
+    monkeypatch: pytest.MonkeyPatch, limits: DiscordLimits | None = None
+) -> AsyncIterator[FakeDiscord]:
+    """The fake Discord, patched in and checked when the test ends: no error on its side, no
+    rule broken, no rate limit met (but injected ones)."""
+    async with FakeDiscord(limits=limits) as server:
         server.patch(monkeypatch)
         yield server
         assert server.errors == []
         assert server.violations == []
         server.assert_limits_kept()
+
+
+@pytest.fixture
+async def fake(monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[FakeDiscord]:
+    async with strict_discord(monkeypatch) as server:
+        yield server
 
 
 @pytest.fixture

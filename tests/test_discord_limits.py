@@ -14,7 +14,7 @@ import pytest
 
 from tests.fake_discord import Call, FakeDiscord
 from tests.fake_discord_limits import DiscordLimits
-from tests.test_discord_bot import API_KEY, jpeg, running, settings_for
+from tests.test_discord_bot import API_KEY, jpeg, running, settings_for, strict_discord
 from tests.upstream_fakes import Echo, FakeUpstream
 
 SCALE = 0.05
@@ -23,12 +23,8 @@ SCALE = 0.05
 
 @pytest.fixture
 async def fake(monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[FakeDiscord]:
-    async with FakeDiscord(limits=DiscordLimits().scaled(SCALE)) as server:
-        server.patch(monkeypatch)
+    async with strict_discord(monkeypatch, DiscordLimits().scaled(SCALE)) as server:
         yield server
-        assert server.errors == []
-        assert server.violations == []
-        server.assert_limits_kept()
 
 
 @pytest.fixture

@@ -18,7 +18,15 @@ from bots.discord.status import StatusBoard
 from bots.discord.targets import Target
 from tests.fake_discord import Call, FakeDiscord
 from tests.fake_discord_limits import ManualClock
-from tests.test_discord_bot import API_KEY, jpeg, of, result_of, running, settings_for
+from tests.test_discord_bot import (
+    API_KEY,
+    jpeg,
+    of,
+    result_of,
+    running,
+    settings_for,
+    strict_discord,
+)
 from tests.upstream_fakes import Echo, FakeUpstream, Gate
 
 TARGET = Target(
@@ -163,12 +171,8 @@ FAST = {"status_edit_interval_seconds": 0.1}
 
 @pytest.fixture
 async def fake(monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[FakeDiscord]:
-    async with FakeDiscord() as server:
-        server.patch(monkeypatch)
+    async with strict_discord(monkeypatch) as server:
         yield server
-        assert server.errors == []
-        assert server.violations == []
-        server.assert_limits_kept()
 
 
 @pytest.fixture
